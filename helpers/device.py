@@ -1,0 +1,246 @@
+"""Per-device speed settings (XLA, mixed precision, threads) and scaling past one device with `tf.distribute`.
+
+Order of calls in a fresh process, before any model or tensor exists:
+
+    split_cpu(2)            # optional, only to exercise multi-replica code on a CPU machine
+    set_determinism(seed)   # optional (helpers.determinism): turns XLA off, one inter-op thread
+    settings = device.configure()
+    with device.strategy().scope():
+        model = build_x(...)
+        model.compile(..., jit_compile=settings["jit_compile"])
+
+`configure` decides from the device and applies what TensorFlow lets a library apply globally
+(mixed-precision policy, thread pools); XLA is a `compile()` argument in Keras, so the decision is
+returned as `jit_compile` for the caller to pass on. Under "mixed_float16" Keras wraps the optimizer
+in a `LossScaleOptimizer` by itself; keep the softmax head in float32 (`dtype="float32"`).
+"""
+import math
+import os
+import platform
+import warnings
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+from tensorflow.python.framework.config import is_op_determinism_enabled  # what Keras itself consults
+
+POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+MIN_MIXED_FLOAT16_CAPABILITY = (7, 0)  # tensor cores: Volta and later
+MAX_INTER_OP_THREADS = 2
+
+
+def _cgroup_cpu_limit() -> int | None:
+    """CPUs allowed by a cgroup quota (containers, CI runners), or None without a quota."""
+    quota_files = [(Path("/sys/fs/cgroup/cpu.max"), None),
+                   (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))]
+    for quota_file, period_file in quota_files:
+        try:
+            if period_file is None:
+                quota, period = quota_file.read_text().split()[:2]
+            else:
+                quota, period = quota_file.read_text().strip(), period_file.read_text().strip()
+            if quota in ("max", "-1"):
+                return None
+            return max(1, math.ceil(int(quota) / int(period)))
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def visible_cores() -> int:
+    """CPU cores this process may use: its affinity mask, capped by a cgroup CPU quota.
+
+    TensorFlow sizes its thread pools from the host's cores, which oversubscribes a container
+    limited to fewer; this count is what `configure` uses instead.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    return min(cores, limit) if limit else cores
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _gpus() -> list[dict]:
+    """Name and compute capability of each physical GPU (does not initialise the TF runtime)."""
+    details = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        facts = tf.config.experimental.get_device_details(gpu)
+        details.append({"name": facts.get("device_name", gpu.name),
+                        "compute_capability": tuple(facts.get("compute_capability") or (0, 0))})
+    return details
+
+
+def _replicas(gpus: list, tpu_cores: int) -> int:
+    """How many devices `strategy()` will mirror over (read without initialising the runtime)."""
+    if gpus or tpu_cores:
+        return max(len(gpus), tpu_cores, 1)
+    logical = tf.config.get_logical_device_configuration(tf.config.list_physical_devices("CPU")[0])
+    return len(logical) if logical else 1
+
+
+def device_facts() -> dict:
+    """What `configure` decides from: device type ("gpu", "tpu" or "cpu"), GPUs, cores, replicas, determinism."""
+    gpus = _gpus()
+    tpu_cores = len(tf.config.list_physical_devices("TPU"))
+    device_type = "gpu" if gpus else "tpu" if tpu_cores else "cpu"
+    return {"device_type": device_type, "gpus": gpus, "tpu_cores": tpu_cores, "cores": visible_cores(),
+            "cpu_model": _cpu_model(), "replicas": _replicas(gpus, tpu_cores),
+            "op_determinism": bool(is_op_determinism_enabled())}
+
+
+def _describe(facts: dict) -> str:
+    cpu = f"{facts['cores']} cores, {facts['cpu_model']}"
+    if facts["device_type"] == "gpu":
+        names = {}
+        for gpu in facts["gpus"]:
+            key = (gpu["name"], gpu["compute_capability"])
+            names[key] = names.get(key, 0) + 1
+        gpus = ", ".join(f"{count} × {name} (compute capability {cc[0]}.{cc[1]})"
+                         for (name, cc), count in names.items())
+        return f"GPU: {gpus}; host CPU: {cpu}"
+    if facts["device_type"] == "tpu":
+        return f"TPU: {facts['tpu_cores']} cores; host CPU: {cpu}"
+    return f"CPU: {cpu}"
+
+
+def describe_device() -> str:
+    """One line naming the accelerator(s) and host CPU, e.g. "CPU: 2 cores, AMD EPYC"."""
+    return _describe(device_facts())
+
+
+def _auto_policy(facts: dict) -> str:
+    """The mixed-precision policy that speeds up the device: float16 on tensor-core GPUs, bfloat16 on TPUs."""
+    if facts["device_type"] == "tpu":
+        return "mixed_bfloat16"
+    capabilities = [gpu["compute_capability"] for gpu in facts["gpus"]]
+    if facts["device_type"] == "gpu" and capabilities and min(capabilities) >= MIN_MIXED_FLOAT16_CAPABILITY:
+        return "mixed_float16"
+    return "float32"
+
+
+def choose_settings(facts: dict, *, xla="auto", mixed_precision="auto", threads="auto") -> dict:
+    """Decide the settings for a device described by `facts` (see `device_facts`) without applying them.
+
+    xla: "auto" | True | False. "auto" is on for one device, CPU included (Keras' own "auto" means
+    off on CPU, yet XLA measured 1.2-1.7× faster for these UNets there, STUDY.md), and off where
+    Keras cannot or will not use it: a multi-device strategy (XLA cannot reach variables on the
+    other replicas; TPUStrategy compiles with XLA by itself) or op determinism enabled.
+    mixed_precision: "auto" ("mixed_float16" on GPUs of compute capability >= 7, "mixed_bfloat16" on
+    TPUs, "float32" otherwise) | False (float32) | a policy name.
+    threads: "auto" (intra-op = visible cores) | False (TensorFlow's defaults, untouched) | an int
+    intra-op count. Inter-op is min(2, intra), or 1 under op determinism, which needs one inter-op
+    thread for bit-identical CPU reruns (`helpers.determinism`).
+    """
+    if not (xla == "auto" or isinstance(xla, bool)):
+        raise ValueError(f"xla={xla!r} is not understood; pass 'auto', True or False")
+    if not (mixed_precision is False or (isinstance(mixed_precision, str) and mixed_precision in ("auto", *POLICIES))):
+        raise ValueError(f"mixed_precision={mixed_precision!r} is not understood; "
+                         f"pass 'auto', False or one of {POLICIES}")
+    if not (threads == "auto" or threads is False or (type(threads) is int and threads >= 1)):
+        raise ValueError(f"threads={threads!r} is not understood; pass 'auto', False or a positive int")
+
+    device_type = facts["device_type"]
+    xla_blocker = ("a multi-device strategy" if facts.get("replicas", 1) > 1 or device_type == "tpu"
+                   else "op determinism" if facts.get("op_determinism") else None)
+    if xla is True and xla_blocker:
+        raise ValueError(f"xla=True cannot be honoured under {xla_blocker} (Keras would fail or turn it off); "
+                         f"pass xla='auto' or False")
+    policy = _auto_policy(facts) if mixed_precision == "auto" else mixed_precision or "float32"
+    intra = facts["cores"] if threads == "auto" else threads or None
+    inter = None if not intra else 1 if facts.get("op_determinism") else min(MAX_INTER_OP_THREADS, intra)
+    return {"device": _describe(facts), "device_type": device_type, "replicas": facts.get("replicas", 1),
+            "jit_compile": xla is True or (xla == "auto" and xla_blocker is None),
+            "mixed_precision": policy, "intra_op_threads": intra, "inter_op_threads": inter}
+
+
+def _apply_threads(intra: int, inter: int) -> bool:
+    """Set TF's thread pools; False (with a warning) when the runtime already started with other counts."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+        return True
+    except RuntimeError:
+        warnings.warn(f"TensorFlow is already initialised, so its thread pools keep their sizes instead of "
+                      f"{intra}/{inter}; call helpers.device.configure() first in a fresh process", stacklevel=3)
+        return False
+
+
+def configure(*, xla="auto", mixed_precision="auto", threads="auto") -> dict:
+    """Decide per device (see `choose_settings`) and apply: global mixed-precision policy and thread pools.
+
+    Call it after `split_cpu` and `enable_op_determinism` (both change the XLA choice) and before
+    anything starts the TensorFlow runtime (thread pools are fixed then).
+
+    Returns a plain dict: device (description), device_type, replicas, jit_compile (pass to `model.compile`),
+    mixed_precision (the policy now global), intra_op_threads / inter_op_threads (None = TF's
+    defaults) and threads_applied (False when they were left alone or TF had already started).
+    """
+    settings = choose_settings(device_facts(), xla=xla, mixed_precision=mixed_precision, threads=threads)
+    keras.mixed_precision.set_global_policy(settings["mixed_precision"])
+    applied = settings["intra_op_threads"] is not None and _apply_threads(settings["intra_op_threads"],
+                                                                           settings["inter_op_threads"])
+    return {**settings, "threads_applied": applied}
+
+
+def split_cpu(n: int) -> list:
+    """Split the CPU into `n` logical devices so `strategy()` mirrors over them; returns their names.
+
+    Only for running multi-replica code (batch splitting, gradient all-reduce) on a CPU machine:
+    it adds no speed. Logical devices are fixed once TensorFlow initialises its runtime, so call
+    this first in a fresh process, before any tensor, model or strategy exists.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"split_cpu needs a positive int number of devices, got {n!r}")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current is None or len(current) != n:
+        try:
+            tf.config.set_logical_device_configuration(cpu, wanted)
+        except RuntimeError:
+            raise RuntimeError(f"split_cpu({n}) came too late: TensorFlow has already initialised its devices; "
+                               f"call it first in a fresh process") from None
+    return [device.name for device in tf.config.list_logical_devices("CPU")]
+
+
+def _tpu_resolver():
+    """A TPU cluster resolver (Kaggle, Colab, Cloud TPU VMs; found from the environment), or None without a TPU."""
+    attempts = [{}] + ([{"tpu": "local"}] if tf.config.list_physical_devices("TPU") else [])
+    for kwargs in attempts:
+        try:
+            return tf.distribute.cluster_resolver.TPUClusterResolver(**kwargs)
+        except (ValueError, RuntimeError, ImportError, KeyError):
+            continue
+    return None
+
+
+def strategy() -> tf.distribute.Strategy:
+    """The `tf.distribute` strategy for what is present.
+
+    A TPU (the cluster resolver succeeds) → TPUStrategy; several GPUs → MirroredStrategy over all;
+    no GPU but several logical CPUs (after `split_cpu`) → MirroredStrategy over them; else the
+    default strategy. Call after `split_cpu`/`configure`: this starts the TensorFlow runtime.
+    """
+    resolver = _tpu_resolver()
+    if resolver is not None:
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    if not tf.config.list_physical_devices("GPU"):
+        cpus = tf.config.list_logical_devices("CPU")
+        if len(cpus) > 1:
+            return tf.distribute.MirroredStrategy(devices=[device.name for device in cpus])
+    return tf.distribute.get_strategy()

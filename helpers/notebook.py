@@ -1,0 +1,122 @@
+"""What every notebook's first cells call: versions and device, the run context, `save_fig`, recorded results.
+
+    from helpers.notebook import setup, start
+    setup()                                     # versions, device, plotting defaults
+    ctx = start("01_eda_and_aliens", DATA_PATH, LABELS_PATH, PROFILE, SEEDS, REPORTS_DIR)
+    ctx.save_fig(fig, "class_shares")           # -> reports/figures/01_eda_and_aliens/class_shares.png
+    records = ctx.run(["Baseline", "Network 1"])
+    ctx.record({"baseline_test_miou": ...})     # -> reports/results/01_eda_and_aliens.json
+"""
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from helpers.paths import reports_dir
+
+FIG_DPI = 120
+
+
+def setup() -> None:
+    """Print library versions and the device; set plotting defaults (the same first cell everywhere)."""
+    import keras
+    import matplotlib
+    import numpy as np
+    import seaborn as sns
+    import tensorflow as tf
+
+    from helpers.device import describe_device
+
+    print(f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
+          f"NumPy {np.__version__}, Matplotlib {matplotlib.__version__}")
+    print(f"Device: {describe_device()}")
+    if not tf.config.list_physical_devices("GPU"):
+        print("No GPU: the quick profile is sized for 2 CPU cores; use PROFILE='full' on a GPU or Kaggle.")
+    sns.set_theme(context="notebook", style="whitegrid")
+    matplotlib.rcParams.update({"figure.dpi": 80, "savefig.dpi": FIG_DPI, "image.cmap": "gray"})
+
+
+@dataclass
+class Context:
+    """Everything a notebook needs after its parameters: the data, profile, seeds and output folders."""
+
+    notebook: str
+    data: object
+    profile: str
+    seeds: int
+    force: bool = False
+    results: dict = field(default_factory=dict)
+
+    @property
+    def figures_dir(self) -> Path:
+        return reports_dir() / "figures" / self.notebook
+
+    def save_fig(self, fig, name: str) -> Path:
+        """Save a matplotlib figure as reports/figures/<notebook>/<name>.png at a fixed resolution."""
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        path = self.figures_dir / f"{name}.png"
+        fig.savefig(path, dpi=FIG_DPI, bbox_inches="tight")
+        return path
+
+    def run(self, names: list[str], **kwargs) -> dict[str, list[dict]]:
+        """Train (or reuse) each named entry for every seed; {name: [record per seed]}."""
+        from helpers.train import run
+
+        return {name: [run(name, self.data, self.profile, seed, force=self.force, **kwargs)
+                       for seed in range(self.seeds)] for name in names}
+
+    def record(self, results: dict) -> Path:
+        """Store the notebook's key numbers as JSON (reports/results/<notebook>.json)."""
+        from helpers.records import write_json_atomic
+
+        self.results.update(results)
+        path = reports_dir() / "results" / f"{self.notebook}.json"
+        write_json_atomic(path, {"notebook": self.notebook, "profile": self.profile, "seeds": self.seeds,
+                                 "data": self.data.source.to_dict(), "results": self.results})
+        return path
+
+
+def start(notebook: str, data_path=None, labels_path=None, profile: str = "quick", seeds: int = 1,
+          reports: str | None = None, force: bool = False) -> Context:
+    """Apply the parameters cell: output folder, data (labelled real/synthetic), profile and seeds."""
+    from helpers.data import load_mars
+    from helpers.profiles import get_profile
+
+    if reports:
+        os.environ["MARS_REPORTS"] = str(reports)
+    get_profile(profile)
+    data = load_mars(data_path, labels_path)
+    print(f"Data: {data.source.label()} — {len(data.train_images)} training and {len(data.test_images)} test images")
+    if data.source.is_synthetic:
+        print("NOTE: synthetic data — every number below describes the generator, not the competition data.")
+    print(f"Profile: {profile}; seeds: {seeds}; outputs in {reports_dir()}")
+    return Context(notebook=notebook, data=data, profile=profile, seeds=int(seeds), force=bool(force))
+
+
+def summary(records: dict):
+    """A DataFrame with one row per entry: scores (mean over seeds, %), parameters, epochs and time."""
+    import numpy as np
+    import pandas as pd
+
+    def mean(runs, *path):
+        values = []
+        for run in runs:
+            node = run
+            for key in path:
+                node = node.get(key) if isinstance(node, dict) else None
+            if node is not None:
+                values.append(100 * float(node))
+        return round(float(np.mean(values)), 2) if values else None
+
+    rows = []
+    for name, runs in records.items():
+        rows.append({"entry": name, "seeds": len(runs),
+                     "test mIoU (starter kit)": mean(runs, "test", "competition_miou"),
+                     "test mIoU 1-4": mean(runs, "test", "miou_1_4"),
+                     "LB public": mean(runs, "leaderboard", "public", "competition_miou"),
+                     "LB private": mean(runs, "leaderboard", "private", "competition_miou"),
+                     "params": runs[0]["model"]["params"], "epochs": runs[0]["training"]["epochs_run"],
+                     "train s": round(runs[0]["training"]["seconds"], 1)})
+    return pd.DataFrame(rows).set_index("entry")

@@ -1,0 +1,123 @@
+"""The papermill pipeline: run the numbered notebooks headless, in order, then write Table 1.
+
+    python -m helpers.pipeline [--profile smoke|quick|full] [--data PATH] [--labels PATH] [--seeds N]
+                               [--only 03 ...] [--out DIR] [--force]
+
+Executed copies go to `<out>/executed/`; records, figures, the submission and Table 1 to `<out>/`
+(default `reports/`). Injected parameters are checked against each notebook's `parameters` cell
+(`papermill.inspect_notebook`) and unknown names refused, so an override can never silently do nothing.
+If a notebook fails, the pipeline says which one and which cell, keeps every record already written (a
+rerun reuses them) and exits non-zero. `make table1` is this with the quick profile on the default data.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from helpers.paths import REPO_ROOT, reports_dir
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+KERNEL_NAME = "python3"  # the running interpreter's own kernel (ipykernel's native spec)
+
+
+class PipelineError(RuntimeError):
+    """A notebook that failed or cannot be run; the message is one line."""
+
+
+def notebooks(only: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks in order, optionally only those whose number or name starts with `only`."""
+    found = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if not only:
+        return found
+    chosen = [nb for nb in found if any(nb.name.startswith(prefix) for prefix in only)]
+    unknown = [p for p in only if not any(nb.name.startswith(p) for nb in found)]
+    if unknown:
+        raise PipelineError(f"--only {' '.join(unknown)} matches no notebook; choose from "
+                            f"{', '.join(nb.stem for nb in found)}")
+    return chosen
+
+
+def check_parameters(notebook: Path, parameters: dict) -> None:
+    """Refuse parameters the notebook's `parameters` cell does not define."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook))
+    if not declared:
+        raise PipelineError(f"{notebook.name} has no cell tagged 'parameters': tag one in JupyterLab")
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise PipelineError(f"{notebook.name} does not declare parameter(s) {', '.join(unknown)} "
+                            f"(it declares {', '.join(sorted(declared))})")
+
+
+def execute(notebook: Path, output: Path, parameters: dict) -> float:
+    """Run one notebook with papermill; return seconds; raise PipelineError naming the failing cell."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    check_parameters(notebook, parameters)
+    started = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL_NAME,
+                                   cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=False)
+    except PapermillExecutionError as exc:
+        raise PipelineError(f"{notebook.name} failed in cell {exc.cell_index} (execution count "
+                            f"{exc.exec_count}): {exc.ename}: {exc.evalue.splitlines()[0] if exc.evalue else ''} "
+                            f"— see {output}") from None
+    return time.perf_counter() - started
+
+
+def run_pipeline(*, profile: str = "quick", data: str | None = None, labels: str | None = None,
+                 seeds: int = 1, only: list[str] | None = None, out: str | None = None, force: bool = False) -> dict:
+    """Run the notebooks then write Table 1; return {"notebooks": {name: seconds}, "table": paths}."""
+    from helpers.data import load_mars
+    from helpers.profiles import get_profile
+    from helpers.table import write_table
+
+    get_profile(profile)
+    if seeds < 1:
+        raise PipelineError(f"--seeds must be at least 1, got {seeds}")
+    if out:
+        os.environ["MARS_REPORTS"] = str(Path(out).resolve())
+    out_dir = reports_dir()
+    executed_dir = out_dir / "executed"
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    dataset = load_mars(data, labels)  # validates the file (or makes the synthetic default) once, up front
+    print(f"data: {dataset.source.label()}; profile {profile}; seeds {seeds}; outputs in {out_dir}", flush=True)
+    parameters = {"DATA_PATH": dataset.source.path, "LABELS_PATH": dataset.source.labels_path,
+                  "PROFILE": profile, "SEEDS": seeds, "REPORTS_DIR": str(out_dir), "FORCE": force}
+    timings = {}
+    for notebook in notebooks(only):
+        print(f"running {notebook.name} ...", flush=True)
+        timings[notebook.stem] = execute(notebook, executed_dir / notebook.name, parameters)
+        print(f"  done in {timings[notebook.stem]:.0f} s", flush=True)
+    table = write_table(profile=profile, fingerprint=dataset.source.fingerprint, seeds=seeds, out_dir=out_dir)
+    print(f"Table 1: {table['md']}", flush=True)
+    return {"notebooks": timings, "table": table}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="quick", help="smoke, quick (default) or full")
+    parser.add_argument("--data", help="competition-layout npz (default: load_mars search order)")
+    parser.add_argument("--labels", help="hidden test labels npz (default: beside the data file, if any)")
+    parser.add_argument("--seeds", type=int, default=1, help="train every row with seeds 0..N-1")
+    parser.add_argument("--only", nargs="+", help="run only these notebooks (e.g. 01 03)")
+    parser.add_argument("--out", help="output folder (default: reports/)")
+    parser.add_argument("--force", action="store_true", help="retrain even where a finished record exists")
+    args = parser.parse_args(argv)
+    try:
+        result = run_pipeline(profile=args.profile, data=args.data, labels=args.labels, seeds=args.seeds,
+                              only=args.only, out=args.out, force=args.force)
+    except (PipelineError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, PipelineError) else 2
+    print(result["table"]["md"].read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

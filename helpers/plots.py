@@ -1,0 +1,182 @@
+"""The notebooks' figures, each a function returning a matplotlib Figure (saved with `Context.save_fig`)."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
+
+from helpers.constants import CLASS_NAMES, NUM_CLASSES
+
+CLASS_COLORS = ("#000000", "#b5651d", "#7f7f7f", "#f2d16b", "#d62728")  # background, soil, bedrock, sand, big rock
+MASK_CMAP = ListedColormap(CLASS_COLORS)
+MASK_STYLE = {"cmap": MASK_CMAP, "vmin": 0, "vmax": NUM_CLASSES - 1, "interpolation": "nearest"}
+
+
+def _off(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def class_legend(fig) -> None:
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in CLASS_COLORS]
+    fig.legend(handles, CLASS_NAMES, loc="lower center", ncol=NUM_CLASSES, frameon=False)
+
+
+def samples(images, masks, indices, *, titles=None, predictions=None):
+    """Columns of image / mask (/ prediction) for the chosen indices."""
+    rows = 2 if predictions is None else 3
+    fig, axes = plt.subplots(rows, len(indices), figsize=(2.2 * len(indices), 1.3 * rows + 0.6), squeeze=False)
+    for col, i in enumerate(indices):
+        axes[0, col].imshow(images[i], cmap="gray", vmin=0, vmax=1)
+        axes[0, col].set_title(titles[col] if titles else f"#{i}", fontsize=8)
+        axes[1, col].imshow(masks[i], **MASK_STYLE)
+        if predictions is not None:
+            axes[2, col].imshow(predictions[i], **MASK_STYLE)
+        for ax in axes[:, col]:
+            _off(ax)
+    axes[0, 0].set_ylabel("image")
+    axes[1, 0].set_ylabel("mask")
+    if predictions is not None:
+        axes[2, 0].set_ylabel("prediction")
+    class_legend(fig)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def class_balance(masks):
+    """Pixel share per class, images containing each class, and labelled classes per image."""
+    pixels = np.bincount(masks.ravel(), minlength=NUM_CLASSES) / masks.size
+    present = np.stack([(masks == c).any(axis=(1, 2)) for c in range(NUM_CLASSES)], axis=1)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    axes[0].bar(CLASS_NAMES, 100 * pixels, color=CLASS_COLORS, edgecolor="k")
+    axes[0].set_ylabel("% of pixels")
+    axes[1].bar(CLASS_NAMES, present.sum(axis=0), color=CLASS_COLORS, edgecolor="k")
+    axes[1].set_ylabel("images containing the class")
+    per_image = present[:, 1:].sum(axis=1)
+    axes[2].hist(per_image, bins=np.arange(-0.5, 5), rwidth=0.8)
+    axes[2].set_xlabel("labelled classes per image")
+    axes[2].set_ylabel("images")
+    for ax in axes[:2]:
+        ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def grey_histograms(images, masks):
+    """Grey-level distribution of each class's pixels: how much intensity alone separates them."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for c in range(NUM_CLASSES):
+        values = images[masks == c]
+        if values.size:
+            ax.hist(values, bins=64, range=(0, 1), density=True, histtype="step", lw=2, color=CLASS_COLORS[c],
+                    label=CLASS_NAMES[c])
+    ax.set_xlabel("grey level")
+    ax.set_ylabel("density")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def channel_stack(image, stack, names):
+    """One image's feature channels side by side (stack: (H, W, C) as produced by FeatureChannels)."""
+    fig, axes = plt.subplots(1, stack.shape[-1], figsize=(2.4 * stack.shape[-1], 1.8), squeeze=False)
+    for k, ax in enumerate(axes[0]):
+        ax.imshow(stack[..., k], cmap="gray")
+        ax.set_title(names[k], fontsize=8)
+        _off(ax)
+    fig.tight_layout()
+    return fig
+
+
+def curves(records: dict, key: str = "val_competition_miou", ylabel: str | None = None):
+    """Per-epoch history `key` of each run (first seed), one line per entry."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for name, runs in records.items():
+        values = runs[0]["history"].get(key)
+        if values:
+            ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel or key)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def score_bars(records: dict, path=("test", "competition_miou"), label="test mIoU (starter kit)"):
+    """Mean (± std over seeds) of one score per entry."""
+    names = list(records)
+    values = [[_get(r, path) for r in runs] for runs in records.values()]
+    means = [100 * np.mean(v) if v else np.nan for v in values]
+    stds = [100 * np.std(v, ddof=1) if len(v) > 1 else 0 for v in values]
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(names)), 3.4))
+    ax.bar(range(len(names)), means, yerr=stds, color="tab:blue")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"{label} (%)")
+    fig.tight_layout()
+    return fig
+
+
+def _get(record: dict, path) -> float:
+    node = record
+    for key in path:
+        node = node[key]
+    return float(node)
+
+
+def lr_curves(curves_by_name: dict, steps_per_epoch: int):
+    """Learning rate per step for each optimizer setting."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for name, values in curves_by_name.items():
+        ax.plot(np.arange(len(values)) / steps_per_epoch, values, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def loss_weights(record: dict):
+    """The loss-term weights logged each epoch (`w_<term>` history keys)."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for key, values in sorted(record["history"].items()):
+        if key.startswith("w_"):
+            ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=key[2:])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("weight")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def confusion(cm, title: str = ""):
+    """Row-normalised confusion matrix (rows = true class)."""
+    cm = np.asarray(cm, dtype=float)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), value in np.ndenumerate(norm):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8, color="white" if value > 0.5 else "black")
+    ax.set_xticks(range(NUM_CLASSES), CLASS_NAMES, rotation=30, ha="right")
+    ax.set_yticks(range(NUM_CLASSES), CLASS_NAMES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    ax.grid(False)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_iou(records: dict):
+    """Per-class test IoU of each entry (first seed), grouped by class."""
+    names = list(records)
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    width = 0.8 / max(1, len(names))
+    for k, name in enumerate(names):
+        ious = records[name][0]["test"]["per_class_iou"]
+        ax.bar(np.arange(NUM_CLASSES) + k * width, 100 * np.nan_to_num(np.array(ious, dtype=float)), width, label=name)
+    ax.set_xticks(np.arange(NUM_CLASSES) + 0.4 - width / 2, CLASS_NAMES)
+    ax.set_ylabel("test IoU (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

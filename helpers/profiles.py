@@ -1,0 +1,34 @@
+"""Run profiles: how much data, width and time a run gets. Plain data; the table states the profile used.
+
+- `smoke`: for tests — every row trains on a handful of images for one epoch with tiny models.
+- `quick`: the default main job (`make table1`) — the whole Table 1 on 2 CPU cores in about half an
+  hour: models at reduced width, a subset of the training split, few epochs. Its numbers are far below
+  the report's and say little about the ranking; they show the pipeline end to end.
+- `full`: the report's settings — full data and width, batch 64, up to 300 epochs with early stopping
+  (patience 30) on the validation competition mIoU. Meant for a GPU or a Kaggle kernel.
+
+`max_*` cap the number of images used from each split (None = all); `test_set_limit` caps the images of
+the competition test set that are predicted and scored leaderboard-style (the Final Model's submission
+always covers the whole test set). `deterministic` makes CPU reruns bit-identical (`helpers.determinism`)
+at the price of XLA, which Keras turns off under op determinism: on for smoke runs, off where speed counts.
+"""
+from __future__ import annotations
+
+PROFILES = {
+    "smoke": {"width": 0.125, "batch_size": 8, "epochs": 1, "patience": 1, "max_train": 24, "max_val": 8,
+              "max_test": 8, "test_set_limit": 16, "blend_attempts": 2,
+              "deterministic": True},
+    "quick": {"width": 0.25, "batch_size": 32, "epochs": 6, "patience": 6, "max_train": 512, "max_val": 128,
+              "max_test": 251, "test_set_limit": 1024, "blend_attempts": 5,
+              "deterministic": False},
+    "full": {"width": 1.0, "batch_size": 64, "epochs": 300, "patience": 30, "max_train": None, "max_val": None,
+             "max_test": None, "test_set_limit": None, "blend_attempts": 25,
+             "deterministic": False},
+}
+
+
+def get_profile(name: str) -> dict:
+    """A copy of the named profile's settings, with its name."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}: use one of {', '.join(PROFILES)}")
+    return {"name": name, **PROFILES[name]}

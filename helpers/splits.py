@@ -1,0 +1,101 @@
+"""Train / validation / test splits as in the report, stored so every notebook and run shares them.
+
+Report (§3): the (filtered) data set is split into test (10 %) and train+validation (90 %), and the
+latter into validation (10 %) and train (90 %). Two successive `sklearn.model_selection.train_test_split`
+calls with seed 42 give 2028 / 226 / 251 images from the 2505 clean ones and 2117 / 236 / 262 from all
+2615 — the report's counts (STUDY.md).
+
+A split is stored as JSON under `data/splits/`, named by the data fingerprint, the variant ("clean" =
+aliens removed, "all") and the seed; it holds indices into the file's `training_set`. Once written it is
+the split for that data, whatever a later library version would compute.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from helpers.aliens import DEFAULT_MIN_COUNT, find_aliens
+from helpers.data import MarsData
+from helpers.paths import data_dir
+
+VARIANTS = ("clean", "all")
+PARTS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Indices into the data file's training_set for each part."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    variant: str
+    seed: int
+    fingerprint: str
+
+    def sizes(self) -> dict[str, int]:
+        return {part: int(len(getattr(self, part))) for part in PARTS}
+
+
+def split_path(fingerprint: str, variant: str, seed: int) -> Path:
+    return data_dir() / "splits" / f"{fingerprint}_{variant}_seed{seed}.json"
+
+
+def compute_split(n_images: int, candidates: np.ndarray, *, seed: int = 42, test_size: float = 0.1,
+                  val_size: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two successive seeded 90/10 splits of `candidates` (indices) → sorted train, val, test indices."""
+    if len(candidates) < 10:
+        raise ValueError(f"only {len(candidates)} usable images of {n_images}: a 3-way split needs at least 10")
+    train_val, test = train_test_split(candidates, test_size=test_size, random_state=seed)
+    train, val = train_test_split(train_val, test_size=val_size, random_state=seed)
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _atomic_write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle)
+    os.replace(tmp, path)
+
+
+def _check_stored(payload: dict, path: Path, n_images: int) -> None:
+    parts = [np.asarray(payload[p]) for p in PARTS]
+    joined = np.concatenate(parts)
+    if len(np.unique(joined)) != len(joined) or (len(joined) and (joined.min() < 0 or joined.max() >= n_images)):
+        raise ValueError(f"{path}: stored split overlaps or points outside the {n_images} images — delete it to recompute")
+
+
+def make_split(data: MarsData, *, variant: str = "clean", seed: int = 42, min_count: int = DEFAULT_MIN_COUNT) -> Split:
+    """The stored split for this data/variant/seed, computed and written on first use."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown split variant {variant!r}: use one of {', '.join(VARIANTS)}")
+    n_images = len(data.train_masks)
+    path = split_path(data.source.fingerprint, variant, seed)
+    if path.exists():
+        payload = json.loads(path.read_text())
+        _check_stored(payload, path, n_images)
+    else:
+        candidates = np.arange(n_images)
+        if variant == "clean":
+            candidates = np.setdiff1d(candidates, find_aliens(data.train_masks, min_count).indices)
+        train, val, test = compute_split(n_images, candidates, seed=seed)
+        payload = {"variant": variant, "seed": seed, "fingerprint": data.source.fingerprint,
+                   "n_images": n_images, "train": train.tolist(), "val": val.tolist(), "test": test.tolist()}
+        _atomic_write_json(path, payload)
+    return Split(*(np.asarray(payload[p], dtype=np.int64) for p in PARTS), variant=variant, seed=seed,
+                 fingerprint=data.source.fingerprint)
+
+
+def split_arrays(data: MarsData, split: Split) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{"train": (images, masks), "val": ..., "test": ...} for a split of this data."""
+    if split.fingerprint != data.source.fingerprint:
+        raise ValueError("split was made for other data (fingerprint differs) — call make_split on this data")
+    return {part: (data.train_images[idx], data.train_masks[idx]) for part in PARTS
+            for idx in [getattr(split, part)]}

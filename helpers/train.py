@@ -1,0 +1,178 @@
+"""Train, evaluate and record one Table 1 entry: `run(name, data, profile, seed)`.
+
+A run builds the entry's split (stored, shared by all runs on the same data), applies the profile's
+caps, trains with the entry's model/loss/optimizer/augmentation, evaluates the held-out test split
+(competition mIoU, mIoU over classes 1–4, per-class IoU, confusion matrix), predicts the competition
+`test_set` and — where hidden test labels exist (the synthetic default) — scores its public and private
+parts like the leaderboard. It writes one JSON record per run (atomically), with the history and the best
+model beside it. A finished record is reused unless `force=True`; an interrupted run resumes from its last
+finished epoch (Keras `BackupAndRestore` in the run folder).
+
+    from helpers.train import run
+    record = run("Network 3", profile="smoke", seed=0)
+"""
+from __future__ import annotations
+
+import csv
+import math
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import helpers
+from helpers import experiments
+from helpers.augment import blend_big_rocks, geometric_augmenter
+from helpers.callbacks import DynamicLossWeights, training_callbacks
+from helpers.data import MarsData, load_mars
+from helpers.dataset import make_dataset, make_predict_dataset
+from helpers.determinism import set_determinism
+from helpers.device import configure, describe_device
+from helpers.leaderboard import load_test_labels, score_parts
+from helpers.losses import class_weights_from_masks, combined_loss
+from helpers.metrics import scores, training_metrics
+from helpers.models import build_model, count_params
+from helpers.optim import make_optimizer
+from helpers.profiles import get_profile
+from helpers.records import read_record, run_dir, run_key, write_json_atomic
+from helpers.splits import make_split
+
+FINAL_ENTRY = "Final Model"
+
+
+def _cap(indices: np.ndarray, limit: int | None, rng: np.random.Generator) -> np.ndarray:
+    """A seeded random subset of `limit` indices (all of them when limit is None), kept in file order."""
+    if limit is None or len(indices) <= limit:
+        return indices
+    return np.sort(rng.choice(indices, size=limit, replace=False))
+
+
+def prepare_arrays(settings: dict, profile: dict, data: MarsData, seed: int) -> dict:
+    """Train/val/test arrays for a run: the stored split, the profile's caps, then blending if asked."""
+    split = make_split(data, variant=settings["data"]["split"])
+    rng = np.random.default_rng(seed)
+    parts = {part: _cap(getattr(split, part), profile[f"max_{part}"], rng) for part in ("train", "val", "test")}
+    arrays = {part: (data.train_images[idx], data.train_masks[idx]) for part, idx in parts.items()}
+    info = {"split": split.variant, "split_sizes": split.sizes(), "used": {p: int(len(i)) for p, i in parts.items()}}
+    if settings["data"]["blend"]:
+        images, masks, blend_info = blend_big_rocks(*arrays["train"], attempts_per_source=profile["blend_attempts"],
+                                                    seed=seed)
+        arrays["train"] = (images, masks)
+        info["blending"] = blend_info
+        info["used"]["train_after_blending"] = int(len(images))
+    return {"arrays": arrays, "indices": parts, "info": info}
+
+
+def _history_from_csv(path: Path) -> dict[str, list[float]]:
+    """The whole history, across resumptions (the CSV log is appended to; Keras's History is not)."""
+    if not path.exists():
+        return {}
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    return {key: [float(row[key]) for row in rows if row.get(key) not in (None, "")] for key in (rows[0] if rows else {})}
+
+
+def predict_labels(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Argmax class ids (N, 64, 128) uint8 for float images in [0, 1]."""
+    if len(images) == 0:
+        return np.zeros((0, *images.shape[1:]), np.uint8)
+    labels = []
+    predict = tf.function(lambda x: tf.argmax(model(x, training=False), axis=-1, output_type=tf.int32))
+    for batch in make_predict_dataset(images, batch_size):
+        labels.append(predict(batch).numpy().astype(np.uint8))
+    return np.concatenate(labels)
+
+
+def _versions() -> dict:
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "helpers": helpers.__version__}
+
+
+def run(name: str, data: MarsData | None = None, profile="quick", seed: int = 0, *, force: bool = False,
+        verbose: int | str = "auto", save_test_set: bool | None = None) -> dict:
+    """Train/evaluate entry `name` (see `helpers.experiments`) and return its record (reused if finished)."""
+    entry = experiments.get_entry(name)
+    settings = experiments.resolve(name)
+    prof = get_profile(profile) if isinstance(profile, str) else dict(profile)
+    data = data if data is not None else load_mars()
+    key = run_key(settings, prof, seed, data.source.fingerprint, helpers.__version__)
+    folder = run_dir(name, key)
+    record_path = folder / "record.json"
+    if not force and (record := read_record(record_path)) is not None:
+        return record
+    if force and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if save_test_set is None:
+        save_test_set = name == FINAL_ENTRY
+
+    set_determinism(seed, enabled=prof["deterministic"])
+    device = configure(threads=False)
+    prepared = prepare_arrays(settings, prof, data, seed)
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (prepared["arrays"][p] for p in ("train", "val", "test"))
+    loss_settings = settings["loss"]
+    class_weights = None
+    if loss_settings["class_weights"] is not None:
+        class_weights = class_weights_from_masks(y_train, cap=loss_settings["class_weights"].get("cap"))
+    augment = geometric_augmenter(**settings["augment"], seed=seed) if settings["augment"] else None
+    batch_size = prof["batch_size"]
+    train_ds = make_dataset(x_train, y_train, batch_size=batch_size, class_weights=class_weights, shuffle=True,
+                            augment=augment, seed=seed)
+    val_ds = make_dataset(x_val, y_val, batch_size=batch_size)
+
+    epochs = max(1, round(prof["epochs"] * settings["train"]["epochs_scale"]))
+    patience = max(1, round(prof["patience"] * settings["train"]["patience_scale"]))
+    steps_per_epoch = math.ceil(len(x_train) / batch_size)
+    model = build_model(**settings["model"], width=prof["width"])
+    loss = combined_loss(loss_settings["terms"])
+    optimizer, optimizer_callbacks = make_optimizer(settings["optimizer"], steps_per_epoch=steps_per_epoch,
+                                                    epochs=epochs)
+    callbacks = training_callbacks(folder, patience=patience) + list(optimizer_callbacks)
+    if loss_settings["dynamic"]:
+        callbacks.append(DynamicLossWeights(loss))
+    model.compile(optimizer=optimizer, loss=loss, metrics=training_metrics(), jit_compile=device["jit_compile"])
+
+    started = time.perf_counter()
+    model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    train_seconds = time.perf_counter() - started
+    model.save(folder / "best.keras")
+
+    started = time.perf_counter()
+    test_pred = predict_labels(model, x_test, batch_size * 4)
+    np.savez_compressed(folder / "test_split_predictions.npz", indices=prepared["indices"]["test"],
+                        y_true=y_test, y_pred=test_pred)
+    limit = prof["test_set_limit"] if not save_test_set else None
+    test_set = data.test_images if limit is None else data.test_images[:limit]
+    test_set_pred = predict_labels(model, test_set, batch_size * 4)
+    if save_test_set:
+        np.savez_compressed(folder / "test_set_predictions.npz", y_pred=test_set_pred)
+    leaderboard = None
+    if data.source.labels_path:
+        leaderboard = score_parts(load_test_labels(data.source.labels_path), test_set_pred)
+    eval_seconds = time.perf_counter() - started
+
+    history = _history_from_csv(folder / "history.csv")
+    monitor = "val_competition_miou"
+    record = {
+        "status": "finished", "name": name, "key": key, "seed": seed, "profile": prof,
+        "entry": {"parents": entry["parents"], "report": entry["report"], "reading": entry["reading"]},
+        "settings": settings, "data": data.source.to_dict(), "prepared": prepared["info"],
+        "class_weights": None if class_weights is None else [float(w) for w in class_weights],
+        "model": {"params": count_params(model), "width": prof["width"]},
+        "training": {"epochs_planned": epochs, "epochs_run": len(history.get("loss", [])), "patience": patience,
+                     "best_epoch": int(np.argmax(history[monitor])) + 1 if history.get(monitor) else None,
+                     "best_val_competition_miou": max(history[monitor]) if history.get(monitor) else None,
+                     "seconds": train_seconds, "images_per_second": len(x_train) * len(history.get("loss", [1])) / train_seconds},
+        "history": history,
+        "test": scores(y_test, test_pred),
+        "leaderboard": leaderboard,
+        "eval_seconds": eval_seconds, "device": device, "device_name": describe_device(), "versions": _versions(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json_atomic(record_path, record)
+    shutil.rmtree(folder / "backup", ignore_errors=True)
+    return record

@@ -1,0 +1,152 @@
+"""Device settings: decisions per device, flags that turn each off, and a mirrored training step on 2 logical CPUs.
+
+Anything touching TensorFlow's process-wide state (thread pools, logical devices, the global
+dtype policy) runs in a fresh subprocess, since those settings are fixed once the runtime starts.
+"""
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from helpers.device import choose_settings, visible_cores
+
+CPU = {"device_type": "cpu", "gpus": [], "tpu_cores": 0, "cores": 6, "cpu_model": "Test CPU", "replicas": 1,
+       "op_determinism": False}
+H100 = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": (9, 0)}
+P100 = {"name": "Tesla P100-PCIE-16GB", "compute_capability": (6, 0)}
+
+
+def _gpu_facts(*gpus):
+    return {**CPU, "device_type": "gpu", "gpus": list(gpus), "replicas": len(gpus)}
+
+
+def _run_fresh(code, timeout=120):
+    """Run `code` in a new Python process; its last stdout line is a JSON result."""
+    completed = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                               timeout=timeout)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_auto_choices_per_device():
+    cpu = choose_settings(CPU)
+    assert cpu == {"device": "CPU: 6 cores, Test CPU", "device_type": "cpu", "replicas": 1, "jit_compile": True,
+                   "mixed_precision": "float32", "intra_op_threads": 6, "inter_op_threads": 2}
+    assert choose_settings(_gpu_facts(H100))["jit_compile"] is True
+    h100 = choose_settings(_gpu_facts(H100, H100))
+    assert h100["mixed_precision"] == "mixed_float16" and h100["replicas"] == 2
+    assert h100["device"] == "GPU: 2 × NVIDIA H100 80GB HBM3 (compute capability 9.0); host CPU: 6 cores, Test CPU"
+    assert choose_settings(_gpu_facts(P100))["mixed_precision"] == "float32"
+    assert choose_settings(_gpu_facts(H100, P100))["mixed_precision"] == "float32"
+    tpu = choose_settings({**CPU, "device_type": "tpu", "tpu_cores": 8, "replicas": 8})
+    assert tpu["mixed_precision"] == "mixed_bfloat16" and tpu["device"].startswith("TPU: 8 cores")
+    assert choose_settings({**CPU, "cores": 1})["inter_op_threads"] == 1
+    deterministic = choose_settings({**CPU, "op_determinism": True})
+    assert deterministic["intra_op_threads"] == 6 and deterministic["inter_op_threads"] == 1
+
+
+def test_xla_is_off_where_keras_cannot_use_it():
+    for facts, blocker in [(_gpu_facts(H100, H100), "multi-device"), ({**CPU, "replicas": 2}, "multi-device"),
+                           ({**CPU, "device_type": "tpu", "tpu_cores": 8, "replicas": 8}, "multi-device"),
+                           ({**CPU, "op_determinism": True}, "op determinism")]:
+        assert choose_settings(facts)["jit_compile"] is False
+        with pytest.raises(ValueError, match=blocker):
+            choose_settings(facts, xla=True)
+
+
+def test_each_flag_turns_its_setting_off():
+    gpu = _gpu_facts(H100)
+    assert choose_settings(gpu, xla=False)["jit_compile"] is False
+    assert choose_settings(gpu, mixed_precision=False)["mixed_precision"] == "float32"
+    off = choose_settings(gpu, threads=False)
+    assert off["intra_op_threads"] is None and off["inter_op_threads"] is None
+    assert choose_settings(gpu, threads=3)["intra_op_threads"] == 3
+    assert choose_settings(CPU, mixed_precision="mixed_bfloat16")["mixed_precision"] == "mixed_bfloat16"
+
+
+@pytest.mark.parametrize("flags", [{"xla": "yes"}, {"mixed_precision": True}, {"mixed_precision": "float16"},
+                                   {"threads": 0}, {"threads": True}, {"threads": 2.5}])
+def test_bad_flags_are_rejected(flags):
+    with pytest.raises(ValueError, match="is not understood"):
+        choose_settings(CPU, **flags)
+
+
+FRESH_PROCESS = """
+    import json, warnings
+    import numpy as np, keras, tensorflow as tf
+    from helpers import device
+    threading = tf.config.threading
+    result = {"off": device.configure(xla=False, mixed_precision=False, threads=False)}
+    result["off_state"] = [threading.get_intra_op_parallelism_threads(), keras.mixed_precision.global_policy().name]
+    device.configure(mixed_precision="mixed_bfloat16", threads=False)
+    result["bf16_policy"] = keras.mixed_precision.global_policy().name
+    result["auto"] = device.configure()
+    result["auto_state"] = [threading.get_intra_op_parallelism_threads(),
+                            threading.get_inter_op_parallelism_threads(), keras.mixed_precision.global_policy().name]
+    result["describe"] = device.describe_device()
+
+    result["names"] = device.split_cpu(2)
+    settings = result["mirrored"] = device.configure()
+    strategy = device.strategy()
+    result["strategy"], result["replicas"] = type(strategy).__name__, strategy.num_replicas_in_sync
+    with strategy.scope():
+        inputs = keras.Input((64, 128, 1))
+        hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+        outputs = keras.layers.Conv2D(5, 1, activation="softmax")(hidden)
+        model = keras.Model(inputs, outputs)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=settings["jit_compile"])
+    rng = np.random.default_rng(0)
+    x, y = rng.random((8, 64, 128, 1), dtype=np.float32), rng.integers(0, 5, (8, 64, 128))
+    before = [w.copy() for w in model.get_weights()]
+    result["loss"] = model.fit(x, y, batch_size=8, epochs=1, verbose=0).history["loss"][0]
+    result["changed"] = any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result["late"] = device.configure(threads=1)
+    result["late_warnings"] = [str(w.message) for w in caught]
+    try:
+        device.split_cpu(3)
+        result["late_split"] = "no error"
+    except RuntimeError as error:
+        result["late_split"] = str(error)
+    print(json.dumps(result))
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_process():
+    """One new process runs configure's flags, then split_cpu(2) + strategy() + a training step (saves a TF start)."""
+    return _run_fresh(FRESH_PROCESS)
+
+
+@pytest.mark.slow
+def test_configure_applies_its_choices_on_this_cpu_machine(fresh_process):
+    result = fresh_process
+    cores = visible_cores()
+    auto = result["auto"]
+    assert auto["device_type"] == "cpu" and auto["device"] == result["describe"]
+    assert auto["device"].startswith(f"CPU: {cores} cores, ")
+    assert auto["replicas"] == 1 and auto["jit_compile"] is True and auto["mixed_precision"] == "float32"
+    assert auto["intra_op_threads"] == cores and auto["inter_op_threads"] == min(2, cores)
+    assert auto["threads_applied"] is True
+    assert result["auto_state"] == [cores, min(2, cores), "float32"]
+    off = result["off"]
+    assert off["jit_compile"] is False and off["mixed_precision"] == "float32" and off["threads_applied"] is False
+    assert result["off_state"] == [0, "float32"]
+    assert result["bf16_policy"] == "mixed_bfloat16"
+    assert result["late"]["threads_applied"] is False
+    assert any("already initialised" in warning for warning in result["late_warnings"])
+
+
+@pytest.mark.slow
+def test_mirrored_training_step_on_two_logical_cpus(fresh_process):
+    result = fresh_process
+    assert result["names"] == ["/device:CPU:0", "/device:CPU:1"]
+    assert result["strategy"] == "MirroredStrategy"
+    assert result["replicas"] == 2
+    assert result["mirrored"]["replicas"] == 2 and result["mirrored"]["jit_compile"] is False
+    assert result["changed"] and result["loss"] > 0
+    assert "came too late" in result["late_split"]

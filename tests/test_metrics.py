@@ -1,0 +1,143 @@
+"""helpers.metrics against Keras's MeanIoU / IoU / accuracy and scikit-learn, on random and edge cases."""
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+from sklearn.metrics import jaccard_score
+
+from helpers import metrics
+from helpers.constants import NUM_CLASSES
+
+LABELS = list(range(NUM_CLASSES))
+
+
+def keras_miou(y_true, y_pred):
+    metric = keras.metrics.MeanIoU(num_classes=5, ignore_class=0)
+    metric.update_state(y_true, y_pred)
+    return float(metric.result())
+
+
+def keras_iou_1_4(y_true, y_pred):
+    metric = keras.metrics.IoU(num_classes=5, target_class_ids=[1, 2, 3, 4])
+    metric.update_state(y_true, y_pred)
+    return float(metric.result())
+
+
+def random_pair(seed, shape=(3, 8, 16), high=5):
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, high, shape)
+    y_pred = np.where(rng.random(shape) < 0.6, y_true, rng.integers(0, high, shape))
+    return y_true, y_pred
+
+
+def edge_cases():
+    rng = np.random.default_rng(7)
+    y_true = rng.integers(0, 4, (2, 8, 16))  # no big rock anywhere
+    all_background = np.zeros((2, 8, 16), dtype=int)
+    return {
+        "random": random_pair(0),
+        "perfect": (y_true, y_true.copy()),
+        "class 4 absent": (y_true, np.where(rng.random(y_true.shape) < 0.7, y_true, rng.integers(0, 4, y_true.shape))),
+        "all background truth": (all_background, rng.integers(0, 5, all_background.shape)),
+        "all background both": (all_background, all_background.copy()),
+        "predicts 0 on labels": (y_true, np.where(y_true > 0, 0, 1)),
+    }
+
+
+def test_confusion_matrix_matches_sklearn_with_and_without_ignored_class():
+    y_true, y_pred = random_pair(1)
+    np.testing.assert_array_equal(
+        metrics.confusion_matrix(y_true, y_pred), sk_confusion_matrix(y_true.ravel(), y_pred.ravel(), labels=LABELS)
+    )
+    keep = y_true.ravel() != 0
+    np.testing.assert_array_equal(
+        metrics.confusion_matrix(y_true, y_pred, ignore_class=0),
+        sk_confusion_matrix(y_true.ravel()[keep], y_pred.ravel()[keep], labels=LABELS),
+    )
+
+
+@pytest.mark.parametrize("case", list(edge_cases()))
+def test_competition_miou_equals_keras_meaniou_ignore_class_0(case):
+    y_true, y_pred = edge_cases()[case]
+    assert metrics.competition_miou(y_true, y_pred) == pytest.approx(keras_miou(y_true, y_pred), abs=1e-6)
+
+
+@pytest.mark.parametrize("case", list(edge_cases()))
+def test_miou_1_4_equals_keras_iou_on_classes_1_to_4(case):
+    y_true, y_pred = edge_cases()[case]
+    assert metrics.miou_1_4(y_true, y_pred) == pytest.approx(keras_iou_1_4(y_true, y_pred), abs=1e-6)
+
+
+def test_edge_case_values_by_hand():
+    cases = edge_cases()
+    assert metrics.competition_miou(*cases["perfect"]) == 1.0
+    assert metrics.miou_1_4(*cases["perfect"]) == 1.0
+    assert metrics.competition_miou(*cases["all background both"]) == 0.0  # nothing to score: Keras's 0
+    # predicting 0 on every labelled pixel: classes 0..3 have TP = 0, so every IoU is 0
+    assert metrics.competition_miou(*cases["predicts 0 on labels"]) == 0.0
+    y_true = np.array([[0, 1, 1, 2]])
+    y_pred = np.array([[2, 1, 0, 2]])  # class 0 enters with IoU 0; the background pixel is dropped
+    assert metrics.competition_miou(y_true, y_pred) == pytest.approx((0 + 1 / 2 + 1) / 3)
+
+
+def test_miou_1_4_equals_sklearn_jaccard_macro_when_all_classes_occur():
+    y_true, y_pred = random_pair(2)
+    expected = jaccard_score(y_true.ravel(), y_pred.ravel(), labels=[1, 2, 3, 4], average="macro")
+    assert metrics.miou_1_4(y_true, y_pred) == pytest.approx(expected)
+
+
+def test_absent_class_is_left_out_where_sklearn_counts_it_as_zero():
+    y_true, y_pred = edge_cases()["class 4 absent"]
+    present = jaccard_score(y_true.ravel(), y_pred.ravel(), labels=[1, 2, 3], average="macro")
+    assert metrics.miou_1_4(y_true, y_pred) == pytest.approx(present)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sklearn_default = jaccard_score(y_true.ravel(), y_pred.ravel(), labels=[1, 2, 3, 4], average="macro")
+    assert sklearn_default == pytest.approx(present * 3 / 4)
+
+
+def test_per_class_iou_matches_sklearn_and_marks_absent_classes_nan():
+    y_true, y_pred = edge_cases()["class 4 absent"]
+    ious = metrics.per_class_iou(y_true, y_pred)
+    np.testing.assert_allclose(ious[:4], jaccard_score(y_true.ravel(), y_pred.ravel(), labels=[0, 1, 2, 3], average=None))
+    assert np.isnan(ious[4])
+
+
+def test_training_metrics_on_softmax_outputs_equal_numpy_scores():
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 5, (2, 8, 16))
+    probs = rng.dirichlet(np.ones(5), size=y_true.shape).astype("float32")
+    y_pred = probs.argmax(-1)
+    results = {}
+    for metric in metrics.training_metrics():
+        metric.update_state(y_true, probs)
+        results[metric.name] = float(metric.result())
+    assert results["competition_miou"] == pytest.approx(metrics.competition_miou(y_true, y_pred), abs=1e-6)
+    assert results["miou_1_4"] == pytest.approx(metrics.miou_1_4(y_true, y_pred), abs=1e-6)
+    assert results["accuracy"] == pytest.approx(np.mean(y_true == y_pred), abs=1e-6)
+
+
+def test_full_test_set_size_counts_every_pixel():
+    n_images = 10022
+    image_class = np.arange(n_images) % 5
+    y_true = np.broadcast_to(image_class[:, None, None], (n_images, 64, 128)).astype(np.uint8)
+    y_pred = np.broadcast_to(((2 * image_class) % 5)[:, None, None], (n_images, 64, 128)).astype(np.uint8)
+    expected = np.zeros((5, 5), dtype=np.int64)
+    np.add.at(expected, (image_class, (2 * image_class) % 5), 64 * 128)
+    np.testing.assert_array_equal(metrics.confusion_matrix(y_true, y_pred), expected)
+
+
+@pytest.mark.parametrize(
+    "y_true, y_pred, message",
+    [
+        (np.zeros((2, 4), int), np.zeros((2, 4, 5), int), "argmax"),
+        (np.zeros((2, 4)), np.zeros((2, 4), int), "dtype"),
+        (np.full((2, 4), 5), np.zeros((2, 4), int), "0..4"),
+        (np.zeros((2, 4), int), np.full((2, 4), -1), "0..4"),
+    ],
+)
+def test_bad_inputs_raise_value_error(y_true, y_pred, message):
+    with pytest.raises(ValueError, match=message):
+        metrics.competition_miou(y_true, y_pred)
