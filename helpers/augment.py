@@ -122,7 +122,9 @@ def _poisson_blend(destination, patch, rock, top, left):
     fixed to the destination, and clears the outer ring of the source. So the source gets a 2-pixel
     reflected border and the mask a 1-pixel ring around the patch: the solved region is then exactly
     the patch box, guided by the source gradients on big-rock pixels, and the destination must leave
-    one pixel of room on every side of the box.
+    one pixel of room on every side of the box. OpenCV erodes the mask 3 times (3x3) before using
+    the source gradients, so rock pixels within 3 pixels of non-rock pixels follow the destination's
+    gradients: thin rocks bring little of their texture (as in the original, which used the same call).
     """
     height, width = rock.shape
     source = cv2.copyMakeBorder(patch, 2, 2, 2, 2, cv2.BORDER_REFLECT)
@@ -157,9 +159,9 @@ def blend_big_rocks(
     leaves one pixel to every border, blends it ("poisson": `cv2.seamlessClone` with `MIXED_CLONE`
     on 8-bit copies; "paste": plain copy of the big-rock pixels, for comparison) and sets the
     source's big-rock pixels to 4 in the mask. Pixels outside the box keep their exact values.
-    Seeded and deterministic; the inputs are never modified. `info` holds the counts and, per new
-    image, its `source`, `destination` and `offset` (top, left); with no big rock anywhere the
-    input comes back unchanged with a `note`.
+    Seeded and deterministic; the inputs are never modified. `info` is plain JSON-ready data: the
+    counts and, per new image, its `source`, `destination` and `offset` [top, left] (lists in
+    output order); with no big rock anywhere the input comes back unchanged with a `note`.
     """
     images, masks = validate_images_and_masks(images, masks)
     if method not in BLEND_METHODS:
@@ -174,14 +176,14 @@ def blend_big_rocks(
     sources = np.flatnonzero((masks == BIG_ROCK).any(axis=(1, 2)))
     info = {
         "method": method,
-        "n_original": n_images,
-        "n_sources": len(sources),
+        "n_original": int(n_images),
+        "n_sources": int(len(sources)),
         "n_per_image": 0,
         "n_per_source": 0,
         "n_new": 0,
-        "source": np.zeros(0, np.int64),
-        "destination": np.zeros(0, np.int64),
-        "offset": np.zeros((0, 2), np.int64),
+        "source": [],
+        "destination": [],
+        "offset": [],
         "note": "",
     }
     if len(sources) == 0:
@@ -223,13 +225,12 @@ def blend_big_rocks(
         mask[box][rock] = BIG_ROCK
         new_images[k], new_masks[k], offsets[k] = image, mask, (to_top, to_left)
 
-    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     info.update(
-        n_per_image=n_images * attempts_per_image,
-        n_per_source=len(sources) * attempts_per_source,
+        n_per_image=int(n_images * attempts_per_image),
+        n_per_source=int(len(sources) * attempts_per_source),
         n_new=len(pairs),
-        source=pairs[:, 0],
-        destination=pairs[:, 1],
-        offset=offsets,
+        source=[s for s, _ in pairs],
+        destination=[d for _, d in pairs],
+        offset=offsets.tolist(),
     )
     return np.concatenate([images, new_images]), np.concatenate([masks, new_masks]), info

@@ -9,9 +9,11 @@ Network 2, while abandoned rows (Networks 4, 7, 10) pass nothing on. A new exper
 Settings (all plain data):
 - data: split variant ("all" = the 2615 images, "clean" = aliens removed), big-rock blending on/off;
 - model: keyword arguments of `helpers.models.build_model`;
-- loss: named terms and weights (`helpers.losses.combined_loss`), class weights from the pixel
-  distribution (cap = the "refinement"), dynamic re-weighting on/off;
-- optimizer: a name of `helpers.optim.make_optimizer`;
+- loss: named terms and weights (`helpers.losses.combined_loss`), the class the terms ignore (None =
+  every pixel counts; 0 = background ignored), class weights from the pixel distribution (cap = the
+  "refinement"), dynamic re-weighting on/off;
+- optimizer: a name of `helpers.optim.make_optimizer` and its peak learning rate (Lion takes ~10× less
+  than AdamW, as its authors advise; SGD ~10× more);
 - augment: geometric augmentation settings or None;
 - train: epochs/patience scale factors applied to the run profile.
 """
@@ -28,8 +30,8 @@ DEFAULTS = {
     "data": {"split": "all", "blend": False},
     "model": {"arch": "unet", "channels": [], "norm": "batch", "initializer": "glorot_uniform",
               "se": False, "dilated_bottleneck": False},
-    "loss": {"terms": {"sparse_ce": 1.0}, "class_weights": None, "dynamic": False},
-    "optimizer": "adamw",
+    "loss": {"terms": {"ce": 1.0}, "ignore_class": None, "class_weights": None, "dynamic": False},
+    "optimizer": {"name": "adamw", "lr": 1e-3},
     "augment": None,
     "train": {"epochs_scale": 1.0, "patience_scale": 1.0},
 }
@@ -62,7 +64,7 @@ ENTRIES = [
      "reading": "Network 2 with the channels replaced by on-the-fly flips/translation/zoom of the training "
                 "split only, on the clean data (the original's 4058/451 counts come from the filtered set; "
                 "its offline augmentation leaked into validation, ours does not)."},
-    {"name": "Network 5", "parents": ["Network 3"], "delta": {"optimizer": "adamw_warmup_cosine"},
+    {"name": "Network 5", "parents": ["Network 3"], "delta": {"optimizer": {"name": "adamw_warmup_cosine"}},
      "report": "Network 5 improves on Network 3 by implementing a learning rate warm-up and Cosine Decay "
                "schedule to the AdamW optimizer.",
      "reading": "A real linear warm-up to the peak lr, then cosine decay (the original's 'warm-up' went "
@@ -85,7 +87,7 @@ ENTRIES = [
                 "raw image; concatenation fusion. Addition, continuation-then-addition and gated fusion are "
                 "compared in notebook 05."},
     {"name": "Network 9", "parents": ["Network 8", "Network 5"],
-     "delta": {"loss": {"terms": dict(FINAL_MIX), "dynamic": True}},
+     "delta": {"loss": {"terms": dict(FINAL_MIX), "ignore_class": 0, "dynamic": True}},
      "report": "Network 9 integrates the learning rate schedule from Network 5, by adding losses based on domain "
                "knowledge and weights established either by hyperparameter sweep (class limit loss) or an "
                "adaptive procedure (cross-entropy, focal, dice loss).",
@@ -122,10 +124,10 @@ ABLATIONS = [
        "delta": {"model": {"channels": FEATURES[:i + 1]}},
        "report": "They were added in an incremental fashion (that is, one by one, by monitoring performance).",
        "reading": "Channels added one at a time on the clean data (notebook 02)."} for i in range(len(FEATURES))],
-    *[{"name": f"Network 5 / {opt}", "parents": ["Network 5"], "delta": {"optimizer": opt},
+    *[{"name": f"Network 5 / {opt}", "parents": ["Network 5"], "delta": {"optimizer": {"name": opt, "lr": lr}},
        "report": "Together with this, we also tested SGD, Lion with Reduce on Plateau, and learning rate "
                  "Warm-Restarts.", "reading": f"Network 5 with optimizer '{opt}' (notebook 04)."}
-      for opt in ("adamw", "adamw_restarts", "lion_plateau", "sgd")],
+      for opt, lr in (("adamw", 1e-3), ("adamw_restarts", 1e-3), ("lion_plateau", 1e-4), ("sgd", 1e-2))],
     *[{"name": f"Network 8 / {fusion}", "parents": ["Network 8"], "delta": {"model": {"fusion": fusion}},
        "report": "In order to combine the two outputs given by the subnets we consider different techniques: "
                  "concatenation, addition, continuation and addition and fusion mechanism.",

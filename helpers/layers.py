@@ -7,7 +7,7 @@ preprocessing outside it (a Kaggle kernel feeds it images / 255). Borders follow
 (reflect-101, `cv2.BORDER_DEFAULT`), so each layer matches `cv2.Sobel`, `cv2.Laplacian`,
 `cv2.threshold(..., THRESH_OTSU)` and `pywt.dwt2(x, "haar")` to float32 rounding; Keras's
 `padding="same"` zero-pads and would differ at the borders. Keras ships none of these filters, so
-they are written here, each a fixed convolution or a small in-graph computation (TensorFlow backend).
+they are written here, each a fixed stencil or a small in-graph computation (TensorFlow backend).
 
 Every layer is registered, so a `.keras` file holding them reloads after `import helpers`.
 """
@@ -47,11 +47,18 @@ def _check_grey(input_shape, layer_name: str) -> None:
         raise ValueError(f"{layer_name} needs images at least 2x2, got {tuple(input_shape[1:3])}.")
 
 
-def _reflect101_conv(images, kernels):
-    """Correlate (B, H, W, 1) images with 3x3 `kernels` (3, 3, 1, K) after reflect-101 padding, like
-    `cv2.filter2D` with `cv2.BORDER_DEFAULT` (numpy/TF "reflect" does not repeat the edge pixel)."""
+def _reflect101_stencil(images, kernel: np.ndarray):
+    """Correlate (B, H, W, 1) images with a fixed 3x3 `kernel` after reflect-101 padding, like
+    `cv2.filter2D` with `cv2.BORDER_DEFAULT` (numpy/TF "reflect" does not repeat the edge pixel).
+
+    A weighted sum of shifted copies rather than a convolution: exact float32 on every device (a
+    GPU's TF32 convolution mode would round the inputs to 10 mantissa bits).
+    """
+    height, width = ops.shape(images)[1], ops.shape(images)[2]
     padded = ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
-    return ops.conv(padded, ops.cast(kernels, images.dtype), strides=1, padding="valid")
+    terms = [float(kernel[i, j]) * padded[:, i : i + height, j : j + width, :]
+             for i in range(3) for j in range(3) if kernel[i, j]]
+    return sum(terms[1:], terms[0])
 
 
 def feature_channel_count(channels: Sequence[str] = ()) -> int:
@@ -118,9 +125,8 @@ class SobelEdges(keras.layers.Layer):
         _check_grey(input_shape, "SobelEdges")
 
     def call(self, images):
-        kernels = np.stack([_SOBEL_X, _SOBEL_X.T], axis=-1)[:, :, None, :]
-        gradients = _reflect101_conv(images, kernels)
-        return ops.sqrt(ops.sum(ops.square(gradients), axis=-1, keepdims=True))
+        gx, gy = _reflect101_stencil(images, _SOBEL_X), _reflect101_stencil(images, _SOBEL_X.T)
+        return ops.sqrt(ops.square(gx) + ops.square(gy))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -135,7 +141,7 @@ class Laplacian(keras.layers.Layer):
         _check_grey(input_shape, "Laplacian")
 
     def call(self, images):
-        return _reflect101_conv(images, _LAPLACIAN_4[:, :, None, None])
+        return _reflect101_stencil(images, _LAPLACIAN_4)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -146,20 +152,23 @@ class HaarWavelet(keras.layers.Layer):
     """One-level 2-D Haar DWT, four channels in `pywt.dwt2(x, "haar")` order: cA (LL), cH (high-pass
     along height: horizontal edges), cV (high-pass along width: vertical edges), cD (diagonal).
 
-    Each sub-band is a stride-2 convolution with a half-scaled 2x2 Haar kernel, so at (H/2, W/2) it
-    equals pywt's coefficients, signs included (detail = top/left minus bottom/right). Each
-    coefficient is then repeated over the 2x2 block it summarises (nearest-neighbour upsampling),
-    which brings the bands back to (H, W): out[2i:2i+2, 2j:2j+2, k] = band_k[i, j]. H and W must be even.
+    Each sub-band applies a half-scaled 2x2 Haar kernel to every non-overlapping 2x2 block (a stride-2
+    correlation, written as a weighted sum of the block's four corners so it is exact float32 on any
+    device); at (H/2, W/2) it equals pywt's coefficients, signs included (detail = top/left minus
+    bottom/right). Each coefficient is then repeated over the 2x2 block it summarises (nearest-neighbour
+    upsampling), which brings the bands back to (H, W): out[2i:2i+2, 2j:2j+2, k] = band_k[i, j].
+    H and W must be even.
     """
 
     def build(self, input_shape):
         _check_grey(input_shape, "HaarWavelet")
         if any(size is not None and size % 2 for size in input_shape[1:3]):
-            raise ValueError(f"HaarWavelet needs even height and width, got {tuple(input_shape[1:3])}; crop or pad by one pixel.")
+            raise ValueError(f"HaarWavelet needs even height and width, got {tuple(input_shape[1:3])}; crop one pixel.")
 
     def call(self, images):
-        kernels = ops.cast(np.transpose(_HAAR_2X2, (1, 2, 0))[:, :, None, :], images.dtype)
-        bands = ops.conv(images, kernels, strides=2, padding="valid")
+        corners = [images[:, r::2, c::2, :] for r in (0, 1) for c in (0, 1)]
+        bands = [sum(float(w) * corner for w, corner in zip(kernel.ravel(), corners)) for kernel in _HAAR_2X2]
+        bands = ops.concatenate(bands, axis=-1)
         return ops.repeat(ops.repeat(bands, 2, axis=1), 2, axis=2)
 
     def compute_output_shape(self, input_shape):
@@ -210,7 +219,8 @@ class AdaptiveNormalization(keras.layers.Layer):
     normalization" was GroupNorm with 8 groups; see `helpers.models`, norm="group".)
     """
 
-    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, lambda_init: float = 1.0, mu_init: float = 0.0, **kwargs):
+    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, lambda_init: float = 1.0, mu_init: float = 0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.momentum, self.epsilon = momentum, epsilon
         self.lambda_init, self.mu_init = lambda_init, mu_init
@@ -218,8 +228,9 @@ class AdaptiveNormalization(keras.layers.Layer):
 
     def build(self, input_shape):
         self.batch_norm.build(input_shape)
-        self.lambda_ = self.add_weight(shape=(), initializer=keras.initializers.Constant(self.lambda_init), name="lambda")
-        self.mu = self.add_weight(shape=(), initializer=keras.initializers.Constant(self.mu_init), name="mu")
+        constant = keras.initializers.Constant
+        self.lambda_ = self.add_weight(shape=(), initializer=constant(self.lambda_init), name="lambda")
+        self.mu = self.add_weight(shape=(), initializer=constant(self.mu_init), name="mu")
 
     def call(self, inputs, training=None):
         normalized = self.batch_norm(inputs, training=training)

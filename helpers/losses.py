@@ -54,6 +54,7 @@ def class_weights_from_masks(masks, cap: float | None = None) -> np.ndarray:
     as sklearn counts every label), computed with `np.bincount`. The report's "class weight
     refinement" is the optional `cap`: every weight is clipped to at most `cap` (peers used 10
     for big rock, whose uncapped weight is about 151 on the clean set and about 14 after blending).
+    With a cap, a class absent from `masks` (small subsets) gets the cap; without one it is an error.
     Index the result with a mask (`weights[mask]`) to get the per-pixel sample weights.
     """
     masks = np.asarray(masks)
@@ -63,17 +64,18 @@ def class_weights_from_masks(masks, cap: float | None = None) -> np.ndarray:
         masks = masks.astype(np.int64)
     if masks.size == 0 or masks.min() < 0 or masks.max() >= NUM_CLASSES:
         raise ValueError(f"masks must be non-empty class ids in 0..{NUM_CLASSES - 1}.")
+    if cap is not None and not cap > 0:
+        raise ValueError(f"cap={cap} must be a positive number or None.")
     counts = np.bincount(masks.ravel(), minlength=NUM_CLASSES)
-    if np.any(counts == 0):
+    if np.any(counts == 0) and cap is None:
         raise ValueError(
             f"classes {np.flatnonzero(counts == 0).tolist()} have no pixels in masks: "
-            "balanced weights are undefined; compute them on a larger set."
+            "balanced weights are undefined; compute them on a larger set or pass a cap."
         )
-    weights = masks.size / (NUM_CLASSES * counts.astype(np.float64))
+    with np.errstate(divide="ignore"):
+        weights = masks.size / (NUM_CLASSES * counts.astype(np.float64))
     if cap is not None:
-        if not cap > 0:
-            raise ValueError(f"cap={cap} must be a positive number or None.")
-        weights = np.minimum(weights, cap)
+        weights = np.minimum(weights, cap)  # an absent class (infinitely rare) gets the cap
     return weights.astype(np.float32)
 
 
@@ -222,7 +224,8 @@ class ClassLimitLoss(_SegmentationLoss):
     """Per image: 1 - (sum of the `keep` largest class means of the softmax over all pixels).
 
     The report's domain prior that a map rarely shows more than two classes: it is 0 when the
-    predicted mass sits on at most `keep` classes. Uses all pixels and all five classes, no labels.
+    predicted mass sits on at most `keep` classes. Uses all pixels and all five classes, no labels
+    (`ignore_class` is accepted for a uniform signature and unused).
     """
 
     per_image = True
@@ -242,6 +245,12 @@ class ClassLimitLoss(_SegmentationLoss):
         return {**super().get_config(), "keep": self.keep}
 
 
+def _dilate(x):
+    """3x3 max filter (chessboard dilation), as a 1x3 then a 3x1 pooling: same result, fewer comparisons."""
+    x = ops.max_pool(x, pool_size=(1, 3), strides=1, padding="same")
+    return ops.max_pool(x, pool_size=(3, 1), strides=1, padding="same")
+
+
 def signed_distance_maps(labels, classes=LABELLED_CLASSES, max_distance=16):
     """Truncated signed chessboard distance of each class region, computed in-graph: (B, H, W, C).
 
@@ -249,19 +258,20 @@ def signed_distance_maps(labels, classes=LABELLED_CLASSES, max_distance=16):
     (the distance to the nearest pixel outside G, minus 1), so the inner rim is 0. Both are
     truncated at `max_distance`; a class absent from the image is `max_distance` everywhere.
     Distances come from repeated 3x3 max-pooling (a growing region reaches a pixel at chessboard
-    distance k after k poolings), the image border counting as neither inside nor outside --
-    the same numbers as `scipy.ndimage.distance_transform_cdt(metric="chessboard")`.
+    distance k after k poolings); the distance out of a region is the smallest distance to any
+    other class, as the classes tile the image. The image border counts as neither inside nor
+    outside -- the same numbers as `scipy.ndimage.distance_transform_cdt(metric="chessboard")`.
     """
-    region = ops.take(ops.one_hot(ops.cast(labels, "int32"), NUM_CLASSES), list(classes), axis=-1)
-    grown, grown_complement = region, 1.0 - region
+    region = ops.one_hot(ops.cast(labels, "int32"), NUM_CLASSES)
+    grown = region
     outside = ops.zeros_like(region)
-    inside = ops.zeros_like(region)
-    for _ in range(max_distance):
+    for step in range(max_distance):
         outside = outside + (1.0 - grown)
-        inside = inside + (1.0 - grown_complement)
-        grown = ops.max_pool(grown, pool_size=3, strides=1, padding="same")
-        grown_complement = ops.max_pool(grown_complement, pool_size=3, strides=1, padding="same")
-    return ops.stop_gradient(outside - (inside - 1.0) * region)
+        if step < max_distance - 1:
+            grown = _dilate(grown)
+    inside = ops.min(outside + max_distance * region, axis=-1, keepdims=True)
+    signed = outside - (inside - 1.0) * region
+    return ops.stop_gradient(ops.take(signed, list(classes), axis=-1))
 
 
 @keras.saving.register_keras_serializable(package="helpers")
@@ -272,10 +282,13 @@ class BoundaryLoss(_SegmentationLoss):
     outside), so the gradient w.r.t. p_c is phi_c / max_distance: it pushes p_c down in proportion
     to the distance outside the true region and up inside it, most strongly far from the boundary.
     The value lies in [-1, 1] and can be negative (its minimum is reached by a perfect map).
+    Pixels labelled `ignore_class` are not scored, though they shape the distances of the others.
     The original's boundary loss had a zero gradient; this one does not.
     """
 
-    def __init__(self, classes=LABELLED_CLASSES, max_distance=16, *, ignore_class=BACKGROUND, name="boundary", **kwargs):
+    def __init__(
+        self, classes=LABELLED_CLASSES, max_distance=16, *, ignore_class=BACKGROUND, name="boundary", **kwargs
+    ):
         super().__init__(ignore_class=ignore_class, name=name, **kwargs)
         self.classes = _check_classes(classes, self.ignore_class)
         self.max_distance = int(max_distance)
@@ -296,7 +309,8 @@ class LowPassLoss(_SegmentationLoss):
 
     blur is a `size` x `size` box filter (average pooling, border pixels averaged over the part of
     the window inside the image), so maps that are constant over every window cost 0 and
-    isolated pixels or ragged class borders cost most. One value per image; labels are not used.
+    isolated pixels or ragged class borders cost most. One value per image; labels are not used
+    (`ignore_class` is accepted for a uniform signature and unused).
     """
 
     per_image = True

@@ -6,7 +6,7 @@ Three scores are reported, each under its own name (STUDY.md, "Metric and submis
   whose *true* label is 0 are dropped; the mean runs over every class with TP+FP+FN > 0, so
   predicting 0 on a labelled pixel brings class 0 into the mean with IoU 0.
 - `miou_1_4`: mean IoU over classes 1-4 on all pixels (`keras.metrics.IoU(5, [1, 2, 3, 4])`).
-- `per_class_iou`: the five IoUs behind both means.
+- `per_class_iou`: the five IoUs behind both means. `scores` returns all three as a JSON-ready dict.
 
 Absent classes: a class with TP+FP+FN = 0 (in neither truth nor prediction) is left out of the
 mean, as Keras does. scikit-learn's `jaccard_score(labels=[1, 2, 3, 4], average="macro")` instead
@@ -23,7 +23,7 @@ weights reach the loss only, never the scores.
 import keras
 import numpy as np
 
-from helpers.constants import BACKGROUND, LABELLED_CLASSES, NUM_CLASSES
+from helpers.constants import BACKGROUND, CLASS_NAMES, LABELLED_CLASSES, NUM_CLASSES
 
 _CHUNK = 1 << 23  # pixels counted per bincount call
 
@@ -90,6 +90,24 @@ def competition_miou(y_true, y_pred) -> float:
 def miou_1_4(y_true, y_pred) -> float:
     """Mean IoU over classes 1-4 on all pixels, absent classes left out (see module docstring)."""
     return _mean_present(per_class_iou(y_true, y_pred)[list(LABELLED_CLASSES)])
+
+
+def scores(y_true, y_pred) -> dict:
+    """The reported scores as a JSON-ready dict, from one pass over the pixels.
+
+    {"competition_miou": float, "miou_1_4": float, "per_class_iou": {class name: IoU on all pixels,
+    None for a class in neither truth nor prediction}}. Dropping the pixels whose true label is 0
+    is the same as zeroing row 0 of the confusion matrix.
+    """
+    cm = confusion_matrix(y_true, y_pred)
+    labelled_only = cm.copy()
+    labelled_only[BACKGROUND] = 0
+    ious = iou_from_confusion(cm)
+    return {
+        "competition_miou": _mean_present(iou_from_confusion(labelled_only)),
+        "miou_1_4": _mean_present(ious[list(LABELLED_CLASSES)]),
+        "per_class_iou": {name: None if np.isnan(iou) else float(iou) for name, iou in zip(CLASS_NAMES, ious)},
+    }
 
 
 def training_metrics() -> list[keras.metrics.Metric]:

@@ -49,7 +49,9 @@ def _check_initializer(initializer: str) -> str:
     try:
         keras.initializers.get(initializer)
     except (ValueError, TypeError):
-        raise ValueError(f"Unknown kernel initializer {initializer!r}; use a Keras name such as 'glorot_uniform' or 'he_normal'.") from None
+        raise ValueError(
+            f"Unknown kernel initializer {initializer!r}; use a Keras name such as 'glorot_uniform' or 'he_normal'."
+        ) from None
     return initializer
 
 
@@ -74,16 +76,18 @@ def normalization(norm: str, name: str) -> keras.layers.Layer:
     return AdaptiveNormalization(name=name)
 
 
-def unet_block(x, filters: int, *, norm: str = "batch", initializer: str = "glorot_uniform", activation: str = "relu", dilation_rate: int = 1, name: str = "block"):
+def unet_block(x, filters: int, *, norm: str = "batch", initializer: str = "glorot_uniform", activation: str = "relu",
+               name: str = "block"):
     """2 x (3x3 same Conv2D with bias -> normalization -> activation), the report's UNet block."""
     for i in (1, 2):
-        x = keras.layers.Conv2D(filters, 3, padding="same", dilation_rate=dilation_rate, kernel_initializer=initializer, name=f"{name}_conv{i}")(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=initializer, name=f"{name}_conv{i}")(x)
         x = normalization(norm, f"{name}_norm{i}")(x)
         x = keras.layers.Activation(activation, name=f"{name}_act{i}")(x)
     return x
 
 
-def dilated_bottleneck_block(x, filters: int, *, norm: str = "batch", initializer: str = "glorot_uniform", activation: str = "relu", name: str = "bottleneck"):
+def dilated_bottleneck_block(x, filters: int, *, norm: str = "batch", initializer: str = "glorot_uniform",
+                             activation: str = "relu", name: str = "bottleneck"):
     """Net 10's bottleneck: the block's first conv becomes four parallel 3x3 convs with dilation
     rates 1, 2, 4, 8, each `filters / 4` wide and concatenated (-> `filters` channels) -> norm ->
     activation; then the block's second 3x3 conv -> norm -> activation mixes the rates.
@@ -94,7 +98,8 @@ def dilated_bottleneck_block(x, filters: int, *, norm: str = "batch", initialize
     if filters % len(DILATION_RATES):
         raise ValueError(f"dilated_bottleneck needs filters divisible by {len(DILATION_RATES)}, got {filters}.")
     branches = [
-        keras.layers.Conv2D(filters // len(DILATION_RATES), 3, padding="same", dilation_rate=rate, kernel_initializer=initializer, name=f"{name}_dil{rate}")(x)
+        keras.layers.Conv2D(filters // len(DILATION_RATES), 3, padding="same", dilation_rate=rate,
+                            kernel_initializer=initializer, name=f"{name}_dil{rate}")(x)
         for rate in DILATION_RATES
     ]
     x = keras.layers.Concatenate(name=f"{name}_rates")(branches)
@@ -115,7 +120,9 @@ def squeeze_excitation(x, reduction: int = SE_REDUCTION, name: str = "se"):
     return keras.layers.Multiply(name=f"{name}_rescale")([x, s])
 
 
-def unet_features(x, *, depth: int = 2, filters: int = 32, bottleneck: int | None = None, norm: str = "batch", initializer: str = "glorot_uniform", activation: str = "relu", se: bool = False, dilated_bottleneck: bool = False, width: float = 1.0, name: str = "unet"):
+def unet_features(x, *, depth: int = 2, filters: int = 32, bottleneck: int | None = None, norm: str = "batch",
+                  initializer: str = "glorot_uniform", activation: str = "relu", se: bool = False,
+                  dilated_bottleneck: bool = False, width: float = 1.0, name: str = "unet"):
     """The UNet body up to its last decoder block, (B, H, W, C) -> (B, H, W, filters * width).
 
     Encoder level i (0-based) has `filters * 2**i` filters and ends in 2x2 max pooling; the
@@ -131,11 +138,12 @@ def unet_features(x, *, depth: int = 2, filters: int = 32, bottleneck: int | Non
         raise ValueError(f"depth must be a positive integer (number of poolings), got {depth!r}.")
     size = 2**depth
     if any(dim is not None and dim % size for dim in x.shape[1:3]):
-        raise ValueError(f"Input size {tuple(x.shape[1:3])} is not divisible by 2**depth = {size}; lower depth or resize.")
+        raise ValueError(f"Input size {tuple(x.shape[1:3])} is not divisible by 2**depth = {size}; lower depth.")
     multiple = GROUP_NORM_GROUPS if norm == "group" else 1
     widths = [scaled_filters(filters * 2**i, width, multiple) for i in range(depth)]
     bottleneck_multiple = math.lcm(multiple, len(DILATION_RATES)) if dilated_bottleneck else multiple
-    bottleneck_width = scaled_filters(bottleneck if bottleneck is not None else filters * size, width, bottleneck_multiple)
+    bottleneck = filters * size if bottleneck is None else bottleneck
+    bottleneck_width = scaled_filters(bottleneck, width, bottleneck_multiple)
     block = {"norm": norm, "initializer": initializer, "activation": activation}
 
     skips = []
@@ -162,23 +170,31 @@ def _softmax_head(x, num_classes: int, name: str):
 
 
 def _model_inputs(input_shape, channels: Sequence[str]):
-    """The image input and what the networks see: the image itself or `FeatureChannels(channels)` of it."""
+    """The image input and what the networks see: the image itself, or `FeatureChannels(channels)` of it."""
     image = keras.Input(shape=tuple(input_shape), name="image")
     channels = tuple(channels)
     seen = FeatureChannels(channels, name="feature_channels")(image) if channels else image
     return image, seen
 
 
-def unet(input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES, *, depth: int = 2, filters: int = 32, bottleneck: int | None = None, channels: Sequence[str] = (), norm: str = "batch", initializer: str = "glorot_uniform", activation: str = "relu", se: bool = False, dilated_bottleneck: bool = False, width: float = 1.0, name: str = "unet") -> keras.Model:
+def unet(input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES, *, depth: int = 2, filters: int = 32,
+         bottleneck: int | None = None, channels: Sequence[str] = (), norm: str = "batch",
+         initializer: str = "glorot_uniform", activation: str = "relu", se: bool = False,
+         dilated_bottleneck: bool = False, width: float = 1.0, name: str = "unet") -> keras.Model:
     """A UNet (defaults: the report's Baseline, 473,669 parameters) from grey images in [0, 1] to
     per-pixel softmax (B, H, W, num_classes); `channels` puts `FeatureChannels` first; the other
     options are those of `unet_features`. `GLOBAL_BRANCH` as options gives Net 8's Global net alone."""
     image, seen = _model_inputs(input_shape, channels)
-    features = unet_features(seen, depth=depth, filters=filters, bottleneck=bottleneck, norm=norm, initializer=initializer, activation=activation, se=se, dilated_bottleneck=dilated_bottleneck, width=width, name=name)
+    features = unet_features(seen, depth=depth, filters=filters, bottleneck=bottleneck, norm=norm,
+                             initializer=initializer, activation=activation, se=se,
+                             dilated_bottleneck=dilated_bottleneck, width=width, name=name)
     return keras.Model(image, _softmax_head(features, num_classes, "probabilities"), name=name)
 
 
-def dual_unet(input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES, *, kind: str = "twin", fusion: str = "concat", channels: Sequence[str] = (), norm: str = "batch", initializer: str = "glorot_uniform", activation: str = "relu", se: bool = False, dilated_bottleneck: bool = False, width: float = 1.0, name: str | None = None) -> keras.Model:
+def dual_unet(input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES, *, kind: str = "twin", fusion: str = "concat",
+              channels: Sequence[str] = (), norm: str = "batch", initializer: str = "glorot_uniform",
+              activation: str = "relu", se: bool = False, dilated_bottleneck: bool = False, width: float = 1.0,
+              name: str | None = None) -> keras.Model:
     """Two UNet branches A and B, each ending in its own 1x1 softmax head, fused into one softmax.
 
     Branches (`kind`):
@@ -202,11 +218,14 @@ def dual_unet(input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES, *, kind: 
     _choice(fusion, FUSIONS, "fusion")
     _check_initializer(initializer)
     image, seen = _model_inputs(input_shape, channels)
-    common = {"norm": norm, "initializer": initializer, "activation": activation, "se": se, "dilated_bottleneck": dilated_bottleneck, "width": width}
+    common = {"norm": norm, "initializer": initializer, "activation": activation, "se": se,
+              "dilated_bottleneck": dilated_bottleneck, "width": width}
     if kind == "twin":
-        (name_a, spec_a, input_a), (name_b, spec_b, input_b) = ("a", BASELINE_BRANCH, seen), ("b", BASELINE_BRANCH, seen)
+        (name_a, spec_a, input_a) = ("a", BASELINE_BRANCH, seen)
+        (name_b, spec_b, input_b) = ("b", BASELINE_BRANCH, seen)
     else:
-        (name_a, spec_a, input_a), (name_b, spec_b, input_b) = ("global", GLOBAL_BRANCH, seen), ("local", BASELINE_BRANCH, image)
+        (name_a, spec_a, input_a) = ("global", GLOBAL_BRANCH, seen)
+        (name_b, spec_b, input_b) = ("local", BASELINE_BRANCH, image)
 
     features_a = unet_features(input_a, name=name_a, **spec_a, **common)
     if fusion == "continue_add":
@@ -217,12 +236,14 @@ def dual_unet(input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES, *, kind: 
 
     if fusion == "concat":
         both = keras.layers.Concatenate(name="fusion_concat")([p_a, p_b])
-        output = keras.layers.Conv2D(num_classes, 1, activation="softmax", kernel_initializer=initializer, dtype="float32", name="probabilities")(both)
+        output = keras.layers.Conv2D(num_classes, 1, activation="softmax", kernel_initializer=initializer,
+                                     dtype="float32", name="probabilities")(both)
     elif fusion in ("add", "continue_add"):
         output = keras.layers.Average(dtype="float32", name="probabilities")([p_a, p_b])
     else:
         both = keras.layers.Concatenate(name="fusion_gate_input")([features_a, features_b])
-        gate = keras.layers.Conv2D(1, 1, activation="sigmoid", kernel_initializer=initializer, dtype="float32", name="fusion_gate")(both)
+        gate = keras.layers.Conv2D(1, 1, activation="sigmoid", kernel_initializer=initializer, dtype="float32",
+                                   name="fusion_gate")(both)
         output = GatedBlend(dtype="float32", name="probabilities")([gate, p_a, p_b])
     return keras.Model(image, output, name=name or f"dual_unet_{kind}_{fusion}")
 

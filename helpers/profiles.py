@@ -11,19 +11,20 @@
 the competition test set that are predicted and scored leaderboard-style (the Final Model's submission
 always covers the whole test set). `deterministic` makes CPU reruns bit-identical (`helpers.determinism`)
 at the price of XLA, which Keras turns off under op determinism: on for smoke runs, off where speed counts.
+`run_eagerly` skips graph tracing, which costs more than a handful of smoke-sized steps.
 """
 from __future__ import annotations
 
 PROFILES = {
     "smoke": {"width": 0.125, "batch_size": 8, "epochs": 1, "patience": 1, "max_train": 24, "max_val": 8,
               "max_test": 8, "test_set_limit": 16, "blend_attempts": 2,
-              "deterministic": True},
+              "deterministic": True, "run_eagerly": True},
     "quick": {"width": 0.25, "batch_size": 32, "epochs": 6, "patience": 6, "max_train": 512, "max_val": 128,
               "max_test": 251, "test_set_limit": 1024, "blend_attempts": 5,
-              "deterministic": False},
+              "deterministic": False, "run_eagerly": False},
     "full": {"width": 1.0, "batch_size": 64, "epochs": 300, "patience": 30, "max_train": None, "max_val": None,
              "max_test": None, "test_set_limit": None, "blend_attempts": 25,
-             "deterministic": False},
+             "deterministic": False, "run_eagerly": False},
 }
 
 

@@ -35,10 +35,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from statistics import NormalDist
 
@@ -53,7 +57,8 @@ GENERATOR_VERSION = "1"
 H, W = IMAGE_SHAPE
 TERRAIN = (SOIL, BEDROCK, SAND)
 PUBLIC_FRACTION = 0.25
-CHUNK = 64  # images rendered together; fixed so that results do not depend on the set size
+CHUNK = 64  # images rendered together (fits the CPU cache); fixed, so results do not depend on it
+WORKERS = 2  # threads rendering chunks; the results do not depend on it
 
 # Figures of the real clean set (2505 images) that the set-level plan reproduces exactly.
 REAL_CLEAN = N_TRAIN_REAL - N_ALIENS_REAL
@@ -66,20 +71,20 @@ SCENE = {
     "horizon_p": 0.2,  # a horizon (and sky) is visible
     "class_count_p": (0.70, 0.262, 0.038),  # 1, 2, 3 terrain classes in view
     "class_weight": {SOIL: 0.50, BEDROCK: 0.47, SAND: 0.33},
-    "area_weight": {SOIL: 2.0, BEDROCK: 1.0, SAND: 1.0},
+    "area_weight": {SOIL: 2.0, BEDROCK: 0.8, SAND: 1.0},
     "big_rock_p": 0.026,
-    "big_rock_radius": (12, 20),
+    "big_rock_radius": (14, 22),
     "small_rocks_p": 0.6,
     "rover_p": 0.06,
 }
 LABELLING = {
-    "careful_p_several": 0.8,  # polygons share edges when several classes meet
-    "careful_p_one": 0.3,
-    "sparse_p": 0.075,  # labeller marked one small patch only
+    "careful_p_several": 0.85,  # polygons share edges when several classes meet
+    "careful_p_one": 0.15,
+    "sparse_p": 0.17,  # labeller marked one small patch only
     "region_skip_p": 0.06,  # a terrain region left unlabelled
     "gap_p": 0.6,  # unlabelled band between labelled regions
-    "margin_p": 0.3,  # unlabelled strips along image edges
-    "hole_p": 0.5,  # unlabelled patches inside regions
+    "margin_p": 0.4,  # unlabelled strips along image edges
+    "hole_p": 0.6,  # unlabelled patches inside regions
     "polygon_eps": (0.8, 2.5),  # coarseness of the label polygons, pixels
 }
 
@@ -118,65 +123,101 @@ def _shade(height: np.ndarray, light: np.ndarray) -> np.ndarray:
     return gx
 
 
-def _terrain_textures(rng, n: int, light: np.ndarray) -> np.ndarray:
-    """Relative brightness (3, n, H, W) of soil, bedrock and sand (≈1 mean) in ground coordinates.
+@lru_cache(maxsize=None)
+def _periodic_cubic(size: int, cells: int) -> np.ndarray:
+    """(size, cells) matrix: Catmull-Rom interpolation of a periodic grid of `cells` knots onto `size`
+    pixels, scaled so that interpolated unit white noise keeps unit variance on average."""
+    pos = (np.arange(size) + 0.5) * cells / size - 0.5
+    left = np.floor(pos).astype(int)
+    f = pos - left
+    weights = ((-f ** 3 + 2 * f ** 2 - f) / 2, (3 * f ** 3 - 5 * f ** 2 + 2) / 2,
+               (-3 * f ** 3 + 4 * f ** 2 + f) / 2, (f ** 3 - f ** 2) / 2)
+    matrix = np.zeros((size, cells))
+    for k, wk in enumerate(weights):
+        np.add.at(matrix, (np.arange(size), (left - 1 + k) % cells), wk)
+    return (matrix / np.sqrt((matrix ** 2).sum(axis=1).mean())).astype(np.float32)
 
-    Each is a height field shaded by the image's light direction plus albedo variation; the element-
-    wise work is written in place because it dominates the generator's run time.
+
+def _tileable_noise(rng, n: int, cells=(4, 8), amplitude=1.0) -> np.ndarray:
+    """Smooth noise (H, W, n) float32 of std ≈ `amplitude` (scalar or one per image) that tiles
+    seamlessly: a periodic white grid of `cells` (rows, columns) knots, cubic-interpolated.
+
+    Coarse grids go through two small matrix products; fine ones (sizes must divide the image)
+    through OpenCV's bicubic resize of the wrap-padded grid, whichever is faster.
+    """
+    gh, gw = cells
+    grid = rng.standard_normal((gh, gw, n), dtype=np.float32)
+    grid *= np.asarray(amplitude, np.float32)
+    if gh * gw <= 72:
+        rows = np.tensordot(_periodic_cubic(H, gh), grid, axes=(1, 0))  # (H, gw, n)
+        return np.matmul(_periodic_cubic(W, gw), rows)
+    ch, cw = H // gh, W // gw
+    padded = np.pad(grid * 1.6, ((2, 2), (2, 2), (0, 0)), mode="wrap")
+    fine = cv2.resize(padded, ((gw + 4) * cw, (gh + 4) * ch), interpolation=cv2.INTER_CUBIC)
+    return fine.reshape(fine.shape[0], fine.shape[1], n)[2 * ch:2 * ch + H, 2 * cw:2 * cw + W]
+
+
+def _terrain_textures(rng, n: int, light: np.ndarray) -> np.ndarray:
+    """Relative brightness (n, H, W, 3) of soil, bedrock and sand (≈1 mean) in ground coordinates.
+
+    Each is a height field shaded by the image's light direction, plus albedo variation; all tile
+    seamlessly, so distant ground repeats them without mirror seams. The element-wise work is written
+    in place because it dominates the generator's run time.
     """
     u = lambda lo, hi: rng.uniform(lo, hi, n).astype(np.float32)
     grain = _white(rng, (H, W, n))
-    out = np.empty((3, n, H, W), np.float32)
-    # soil: gentle undulation, fine grain, scattered pebbles that catch light and cast shade
-    pebbles = (rng.random((H, W, n), dtype=np.float32) < u(0.004, 0.035)).astype(np.float32)
-    height = cv2.GaussianBlur(pebbles, (0, 0), 0.8).reshape(H, W, n)
-    height *= 5.0
-    height += _noise(rng, n, 24, amplitude=0.8)
-    height += _noise(rng, n, 6, amplitude=0.35)
+    # soil: fine gravel and pebbles of a few sizes on a gently undulating surface
+    pebbles = (rng.random((H, W, n), dtype=np.float32) < u(0.01, 0.06)).astype(np.float32)
+    height = cv2.GaussianBlur(pebbles, (0, 0), 0.7).reshape(H, W, n)
+    height *= 4.0
+    cobbles = (rng.random((H, W, n), dtype=np.float32) < u(0.0, 0.006)).astype(np.float32)
+    height += cv2.GaussianBlur(cobbles, (0, 0), 1.3).reshape(H, W, n) * 12.0
+    height += _tileable_noise(rng, n, (4, 8), amplitude=0.4)
+    height += grain * 0.12
     soil = _shade(height, light * u(0.15, 0.35)[:, None])
-    soil += _noise(rng, n, 12, amplitude=u(0.03, 0.08))
-    soil += grain * u(0.01, 0.03)
-    out[0] = cv2.transpose(soil.reshape(H * W, n)).reshape(n, H, W)
-    # sand: ripples with wavy crests, sharp-crested profile, slowly varying amplitude
-    theta = rng.uniform(-0.7, 0.7, n) + np.pi / 2 + rng.choice([0, np.pi / 2], n, p=[0.8, 0.2])
+    soil += _tileable_noise(rng, n, (6, 12), amplitude=u(0.02, 0.07))
+    soil += np.roll(grain, 1, axis=2) * u(0.005, 0.02)
+    soil += 1
+    # sand: ripples (a whole number of periods across the tile) with wavy crests, or smooth drifts
+    theta = rng.uniform(-0.6, 0.6, n) + np.pi / 2 + rng.choice([0, np.pi / 2], n, p=[0.85, 0.15])
     wavelength = rng.uniform(3.0, 7.0, n)
-    k = (2 * np.pi / wavelength).astype(np.float32)
-    phase = _noise(rng, n, 16, amplitude=u(1.0, 3.5))
-    phase += np.arange(W, dtype=np.float32)[None, :, None] * (k * np.cos(theta).astype(np.float32))
-    phase += np.arange(H, dtype=np.float32)[:, None, None] * (k * np.sin(theta).astype(np.float32))
+    kx = (2 * np.pi / W) * np.round(W * np.cos(theta) / wavelength).astype(np.float32)
+    ky = (2 * np.pi / H) * np.round(H * np.sin(theta) / wavelength).astype(np.float32)
+    phase = _tileable_noise(rng, n, (4, 8), amplitude=u(0.5, 2.5))
+    phase += np.arange(W, dtype=np.float32)[None, :, None] * kx
+    phase += np.arange(H, dtype=np.float32)[:, None, None] * ky
     wave = np.sin(phase, out=phase)
     height = wave * wave
     height *= 0.4
     height += wave
-    height *= 1 + _noise(rng, n, 20, amplitude=0.3)
-    height *= (wavelength / 5.0).astype(np.float32)
-    height += _noise(rng, n, 20, amplitude=0.5)
-    sand = _shade(height, light * u(0.12, 0.3)[:, None])
-    sand += _noise(rng, n, 16, amplitude=u(0.02, 0.06))
-    sand += np.roll(grain, 1, axis=2) * u(0.005, 0.02)
-    out[2] = cv2.transpose(sand.reshape(H * W, n)).reshape(n, H, W)
-    # bedrock: terraced layers (sharp steps), cracks, blocky albedo, rough surface
-    levels = u(2.0, 5.0)
-    base = _noise(rng, n, 20, amplitude=levels)
-    base += _noise(rng, n, 8, amplitude=0.5 * levels)
+    height *= np.abs(1 + _tileable_noise(rng, n, (2, 4), amplitude=0.5))
+    height *= (wavelength / 5.0 * (rng.random(n) < 0.8)).astype(np.float32)  # a fifth without ripples
+    height += _tileable_noise(rng, n, (4, 8), amplitude=0.5)
+    sand = _shade(height, light * u(0.05, 0.16)[:, None])
+    sand += _tileable_noise(rng, n, (4, 8), amplitude=u(0.02, 0.06))
+    sand += np.roll(grain, 2, axis=2) * u(0.005, 0.02)
+    sand += 1
+    # bedrock: layered ledges (sharp steps), cracks, plate albedo, rough surface
+    levels = u(0.7, 2.0)
+    base = _tileable_noise(rng, n, (3, 6), amplitude=levels)
+    base += _tileable_noise(rng, n, (16, 32), amplitude=0.25)
     np.floor(base, out=base)
-    base *= 2.0 / levels
+    albedo = np.cos(base * 2.1) * u(0.02, 0.1)  # each ledge its own tone
+    base *= 1.5
     height = cv2.GaussianBlur(base, (0, 0), 0.5).reshape(H, W, n)
-    height += _noise(rng, n, 3, amplitude=0.45)
-    height += np.roll(grain, 2, axis=2) * 0.25
-    bedrock = _shade(height, light * u(0.25, 0.5)[:, None])
-    bedrock += np.clip(_noise(rng, n, 12, amplitude=3.0), -1, 1) * u(0.04, 0.12)
-    cracks = np.abs(_noise(rng, n, 7, amplitude=6.0))
+    height += _tileable_noise(rng, n, (16, 32), amplitude=0.3)
+    height += np.roll(grain, 3, axis=2) * 0.25
+    bedrock = _shade(height, light * u(0.15, 0.35)[:, None])
+    bedrock += albedo
+    cracks = np.abs(_tileable_noise(rng, n, (6, 12), amplitude=8.0))
     np.minimum(cracks, 1, out=cracks)
     cracks -= 1
-    cracks *= u(0.2, 0.55)  # = -(strength × crack line)
+    cracks *= u(0.2, 0.6)  # = -(strength × crack line)
     cracks += 1
     bedrock += 1
     bedrock *= cracks
-    out[1] = cv2.transpose(bedrock.reshape(H * W, n)).reshape(n, H, W)
-    out[0] += 1
-    out[2] += 1
-    return out
+    stack = cv2.merge([soil.reshape(H * W, n), bedrock.reshape(H * W, n), sand.reshape(H * W, n)])
+    return cv2.transpose(stack).reshape(n, H, W, 3)  # OpenCV's 3-channel transpose: 5x numpy's copy
 
 
 def _perspective_maps(horizon: float, max_scale: float = 4.0):
@@ -211,11 +252,15 @@ def _regions(rng, classes, map_x, map_y) -> np.ndarray:
 
 def _blob(rng, center, radius, vertices=10, roughness=0.25) -> np.ndarray:
     """Random star-shaped polygon (k, 2) int32 around `center`: rocks, patches, holes."""
-    draws = rng.random(2 * vertices)
-    angles = np.cumsum(draws[:vertices] + 0.5) * (2 * np.pi / np.sum(draws[:vertices] + 0.5))
-    radii = radius * (1 + roughness * 1.7 * (draws[vertices:] - 0.5))
-    return np.stack([center[0] + radii * np.cos(angles), center[1] + 0.8 * radii * np.sin(angles)],
-                    axis=1).round().astype(np.int32)
+    draws = rng.random(2 * vertices).tolist()  # plain floats: far quicker than numpy for 10 points
+    steps = [d + 0.5 for d in draws[:vertices]]
+    turn = 2 * math.pi / sum(steps)
+    points, angle = [], 0.0
+    for step, r in zip(steps, draws[vertices:]):
+        angle += step * turn
+        reach = radius * (1 + roughness * 1.7 * (r - 0.5))
+        points.append((round(center[0] + reach * math.cos(angle)), round(center[1] + 0.8 * reach * math.sin(angle))))
+    return np.array(points, np.int32)
 
 
 def _draw_rocks(rng, horizon: float, count: int, radius_range, top: float = 0.0) -> np.ndarray:
@@ -276,7 +321,7 @@ def _label(rng, truth: np.ndarray, unlabelled: np.ndarray) -> np.ndarray:
     eps = rng.uniform(*lab["polygon_eps"])
     regions = []
     for c in (*TERRAIN, BIG_ROCK):
-        region = (truth == c).astype(np.uint8)
+        region = (truth == c).view(np.uint8)
         if region.any():
             contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
             regions += [(cv2.contourArea(cnt), c, cnt) for cnt in contours]
@@ -306,7 +351,7 @@ def _label(rng, truth: np.ndarray, unlabelled: np.ndarray) -> np.ndarray:
         if rng.random() < lab["margin_p"]:  # the polygons stop short of one or two image edges
             rows, cols = np.arange(H)[:, None], np.arange(W)[None, :]
             for side in rng.choice(4, size=int(rng.integers(1, 3)), replace=False):
-                depth = rng.uniform(2, 14)
+                depth = rng.uniform(2, 20)
                 if side == 0:
                     mask[rows < _ragged(rng, W, depth)[None, :]] = BACKGROUND
                 elif side == 1:
@@ -318,10 +363,10 @@ def _label(rng, truth: np.ndarray, unlabelled: np.ndarray) -> np.ndarray:
         if rng.random() < lab["hole_p"]:
             holes = np.zeros((H, W), np.uint8)
             for _ in range(int(rng.integers(1, 5))):
-                cv2.fillPoly(holes, [_blob(rng, (rng.uniform(0, W), rng.uniform(0, H)), rng.uniform(3, 14), 7)], 1)
+                cv2.fillPoly(holes, [_blob(rng, (rng.uniform(0, W), rng.uniform(0, H)), rng.uniform(3, 18), 7)], 1)
             mask[holes.astype(bool) & (mask != BIG_ROCK)] = BACKGROUND
     mask[unlabelled] = BACKGROUND
-    if rng.random() < lab["sparse_p"]:
+    if not careful and rng.random() < lab["sparse_p"]:
         ys, xs = np.nonzero(mask)
         if len(ys):
             j = int(rng.integers(len(ys)))
@@ -365,8 +410,12 @@ def _layout(rng, background_only: bool) -> dict:
         unlabelled |= rover
     truth[unlabelled] = BACKGROUND
     mask = np.zeros((H, W), np.uint8) if background_only else _label(rng, truth, unlabelled)
+    row_scale = (H - 1 - horizon) / np.maximum(np.arange(H) - horizon, 1e-3)
+    far_weight = np.clip((row_scale - 1.5) / 1.5, 0, 1).astype(np.float32)[:, None, None]
     return {"horizon": horizon, "horizon_visible": horizon_visible,
-            "maps": cv2.convertMaps(map_x, map_y, cv2.CV_16SC2), "terrain": terrain, "sky": sky,
+            "far_weight": far_weight if far_weight.any() else None,
+            "maps": cv2.convertMaps(np.mod(map_x, W), np.mod(map_y, H), cv2.CV_16SC2),  # in range: fast
+            "terrain": terrain, "sky": sky,
             "small_rocks": small, "big_rock": big, "rover": rover, "rover_tone": rover_tone, "mask": mask}
 
 
@@ -385,20 +434,36 @@ def _rock_shading(rng, rocks: np.ndarray, light: np.ndarray, shadow_len: int):
     return inside, lit.astype(np.float32), (cast > 0) & ~inside
 
 
+_ONE_HOT = np.eye(NUM_CLASSES, dtype=np.float32)[:, list(TERRAIN)]  # class id -> soil/bedrock/sand weights
+
+
+def _texture_in_view(ground: np.ndarray, lay: dict) -> np.ndarray:
+    """The ground textures (H, W, 3) of one image seen through the layout's perspective.
+
+    Where the ground is compressed (far away) the sample comes from a blurred copy, a one-level
+    mip-map, so distant texture fades instead of aliasing into streaks.
+    """
+    near = cv2.remap(ground, *lay["maps"], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    if lay["far_weight"] is None:
+        return near
+    far = cv2.remap(cv2.GaussianBlur(ground, (0, 0), 1.5), *lay["maps"], cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_WRAP)
+    return near + (far - near) * lay["far_weight"]
+
+
 def _render(rng, layouts: list) -> np.ndarray:
     """Grey-level images (n, H, W) float32 for a chunk of layouts: textures, rocks, sky, camera."""
     n = len(layouts)
     azimuth = rng.uniform(0, 2 * np.pi, n)
     light = np.stack([np.cos(azimuth), np.sin(azimuth)], axis=1).astype(np.float32)
     textures = _terrain_textures(rng, n, light)
-    brightness = np.clip(rng.normal(105, 28, n), 45, 190)
+    brightness = np.clip(rng.normal(95, 30, n), 35, 185)
     tone = np.clip(1 + rng.normal([0.0, 0.05, -0.03], 0.12, (n, 3)), 0.6, 1.5) * brightness[:, None]
     softness = rng.uniform(0.6, 2.0, n)
     images = np.empty((n, H, W), np.float32)
     for i, lay in enumerate(layouts):
-        tex = cv2.merge([textures[0, i], textures[1, i], textures[2, i]])
-        tex = cv2.remap(tex, *lay["maps"], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-        onehot = cv2.merge([(lay["terrain"] == c).astype(np.float32) for c in TERRAIN])
+        tex = _texture_in_view(textures[i], lay)
+        onehot = _ONE_HOT[lay["terrain"]]
         onehot = cv2.GaussianBlur(onehot, (0, 0), softness[i])  # soft, smooth class transitions
         img = cv2.transform(onehot * tex, tone[i][None].astype(np.float32))
         for rocks, shadow_len, albedo in ((lay["small_rocks"], 3, 1.0), (lay["big_rock"], 9, 1.05)):
@@ -432,7 +497,7 @@ def _camera(rng, images: np.ndarray) -> np.ndarray:
     blurred = cv2.GaussianBlur(np.ascontiguousarray(out.transpose(1, 2, 0)), (0, 0), 0.5)
     sharpness = per(0, 1)
     out = sharpness * out + (1 - sharpness) * blurred.reshape(H, W, n).transpose(2, 0, 1)
-    sigma = per(1.0, 4.0) + np.sqrt(out) * per(0.0, 0.3)  # read noise + shot noise
+    sigma = per(0.5, 2.5) + np.sqrt(out) * per(0.0, 0.15)  # read noise + shot noise
     out += sigma * _white(rng, (n, H, W))
     return np.clip(np.rint(out), 0, 255)
 
@@ -504,15 +569,58 @@ def _render_set(seed: int, tag: int, n: int, alien_positions=()) -> tuple[np.nda
     clean_layout, clean_empty = _scene_plan(plan_rng, len(clean))
     layout_of[clean] = clean[clean_layout]
     background_only[clean] = clean_empty
-    images = np.empty((n, H, W), np.float32)
-    masks = np.empty((n, H, W), np.uint8)
-    for start in range(0, n, CHUNK):
+    is_alien = np.zeros(n, bool)
+    is_alien[alien_positions] = True
+
+    def chunk(start: int):
         stop = min(n, start + CHUNK)
         layouts = [_layout(np.random.default_rng([seed, tag, 1, int(layout_of[i])]), bool(background_only[i]))
                    for i in range(start, stop)]
-        images[start:stop] = _render(np.random.default_rng([seed, tag, 2, start // CHUNK]), layouts)
-        masks[start:stop] = [lay["mask"] for lay in layouts]
+        images = _render(np.random.default_rng([seed, tag, 2, start // CHUNK]), layouts)
+        return start, images, [(lay["mask"], lay["terrain"]) for lay in layouts]
+
+    images = np.empty((n, H, W), np.float32)
+    masks = np.empty((n, H, W), np.uint8)
+    owners, final = {}, {}  # mask bytes -> layout id; layout id -> its final mask
+    with _opencv_threads(1), ThreadPoolExecutor(WORKERS) as pool:  # chunks in parallel, masks in order
+        chunks = pool.map(chunk, range(0, n, CHUNK)) if WORKERS > 1 else map(chunk, range(0, n, CHUNK))
+        for start, chunk_images, labels in chunks:
+            images[start:start + len(labels)] = chunk_images
+            for i, (mask, terrain) in enumerate(labels, start):
+                layout = int(layout_of[i])
+                if layout not in final:
+                    final[layout] = mask if background_only[i] or is_alien[i] else \
+                        _unique_mask(np.random.default_rng([seed, tag, 3, layout]), mask, terrain, layout, owners)
+                masks[i] = final[layout]
     return images, masks
+
+
+@contextmanager
+def _opencv_threads(count: int):
+    """OpenCV's own thread pool only slows down calls on 64x128 images; restore it afterwards."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
+def _unique_mask(rng, mask: np.ndarray, terrain: np.ndarray, layout: int, owners: dict) -> np.ndarray:
+    """The layout's mask, or, if another scene's mask is identical by chance, a variant of it.
+
+    Keeps the repeated masks exactly those planned: a random patch is unlabelled (or, in an empty mask,
+    labelled with the true class) until the mask is new.
+    """
+    mask = mask.copy()
+    while owners.setdefault(mask.tobytes(), layout) != layout:
+        patch = np.zeros((H, W), np.uint8)
+        ys, xs = np.nonzero(mask) if mask.any() else np.nonzero(terrain)
+        j = int(rng.integers(len(ys)))
+        cv2.fillPoly(patch, [_blob(rng, (xs[j], ys[j]), rng.uniform(2, 6), 7)], 1)
+        patch = patch.astype(bool)
+        mask[patch] = BACKGROUND if mask.any() else terrain[patch]
+    return mask
 
 
 def _check_sizes(n_train, n_test, seed) -> None:

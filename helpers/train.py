@@ -67,6 +67,11 @@ def prepare_arrays(settings: dict, profile: dict, data: MarsData, seed: int) -> 
     return {"arrays": arrays, "indices": parts, "info": info}
 
 
+def schedule_lengths(epochs: int) -> dict:
+    """Warm-up and restart periods scaled to the run: 5 and 10 epochs for long runs, shorter for short ones."""
+    return {"warmup_epochs": min(5, epochs // 5), "restart_epochs": max(1, min(10, epochs // 3))}
+
+
 def _history_from_csv(path: Path) -> dict[str, list[float]]:
     """The whole history, across resumptions (the CSV log is appended to; Keras's History is not)."""
     if not path.exists():
@@ -76,12 +81,14 @@ def _history_from_csv(path: Path) -> dict[str, list[float]]:
     return {key: [float(row[key]) for row in rows if row.get(key) not in (None, "")] for key in (rows[0] if rows else {})}
 
 
-def predict_labels(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
+def predict_labels(model: keras.Model, images: np.ndarray, batch_size: int, eager: bool = False) -> np.ndarray:
     """Argmax class ids (N, 64, 128) uint8 for float images in [0, 1]."""
     if len(images) == 0:
         return np.zeros((0, *images.shape[1:]), np.uint8)
     labels = []
-    predict = tf.function(lambda x: tf.argmax(model(x, training=False), axis=-1, output_type=tf.int32))
+    predict = lambda x: tf.argmax(model(x, training=False), axis=-1, output_type=tf.int32)  # noqa: E731
+    if not eager:
+        predict = tf.function(predict)
     for batch in make_predict_dataset(images, batch_size):
         labels.append(predict(batch).numpy().astype(np.uint8))
     return np.concatenate(labels)
@@ -128,26 +135,28 @@ def run(name: str, data: MarsData | None = None, profile="quick", seed: int = 0,
     patience = max(1, round(prof["patience"] * settings["train"]["patience_scale"]))
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     model = build_model(**settings["model"], width=prof["width"])
-    loss = combined_loss(loss_settings["terms"])
-    optimizer, optimizer_callbacks = make_optimizer(settings["optimizer"], steps_per_epoch=steps_per_epoch,
-                                                    epochs=epochs)
-    callbacks = training_callbacks(folder, patience=patience) + list(optimizer_callbacks)
-    if loss_settings["dynamic"]:
-        callbacks.append(DynamicLossWeights(loss))
-    model.compile(optimizer=optimizer, loss=loss, metrics=training_metrics(), jit_compile=device["jit_compile"])
+    loss = combined_loss(loss_settings["terms"], ignore_class=loss_settings["ignore_class"])
+    optimizer, optimizer_callbacks = make_optimizer(settings["optimizer"]["name"], lr=settings["optimizer"]["lr"],
+                                                    steps_per_epoch=steps_per_epoch, epochs=epochs,
+                                                    **schedule_lengths(epochs))
+    extra = [*optimizer_callbacks, *([DynamicLossWeights(loss)] if loss_settings["dynamic"] else [])]
+    callbacks = training_callbacks(folder, patience=patience, extra=extra)
+    eager = prof["run_eagerly"]
+    model.compile(optimizer=optimizer, loss=loss, metrics=training_metrics(), run_eagerly=eager,
+                  jit_compile=device["jit_compile"] and not eager)
 
     started = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     train_seconds = time.perf_counter() - started
     model.save(folder / "best.keras")
 
     started = time.perf_counter()
-    test_pred = predict_labels(model, x_test, batch_size * 4)
+    test_pred = predict_labels(model, x_test, batch_size * 4, eager)
     np.savez_compressed(folder / "test_split_predictions.npz", indices=prepared["indices"]["test"],
                         y_true=y_test, y_pred=test_pred)
     limit = prof["test_set_limit"] if not save_test_set else None
     test_set = data.test_images if limit is None else data.test_images[:limit]
-    test_set_pred = predict_labels(model, test_set, batch_size * 4)
+    test_set_pred = predict_labels(model, test_set, batch_size * 4, eager)
     if save_test_set:
         np.savez_compressed(folder / "test_set_predictions.npz", y_pred=test_set_pred)
     leaderboard = None

@@ -1,5 +1,7 @@
 """helpers.augment: geometric augmentation against np.flip and hand-built images, blending against
 hand-built reference masks and plain copies."""
+import json
+
 import cv2
 import keras
 import numpy as np
@@ -180,7 +182,8 @@ def test_blend_counts_order_and_inputs_untouched():
     assert np.array_equal(out_images[:6], images) and np.array_equal(out_masks[:6], masks)
     assert np.array_equal(info["destination"][:6], np.arange(6))
     assert np.array_equal(info["source"][6:], [0, 0, 0, 3, 3, 3])
-    assert np.all(info["source"] != info["destination"])
+    assert np.all(np.asarray(info["source"]) != np.asarray(info["destination"]))
+    assert json.loads(json.dumps(info)) == info  # plain data, fit for a JSON record
 
 
 def test_blend_is_deterministic_under_its_seed():
@@ -255,7 +258,7 @@ def test_blend_handles_a_rock_taller_than_the_margins_allow():
     masks[3, :, 10:14] = BIG_ROCK  # full height: cropped to 62 rows to leave OpenCV its margin
     out_images, out_masks, info = blend_big_rocks(images, masks, attempts_per_source=2, seed=3)
     assert info["n_new"] == 6 + 2 * 2
-    from_tall = np.flatnonzero(info["source"] == 3)
+    from_tall = np.flatnonzero(np.asarray(info["source"]) == 3)
     for k in from_tall:
         added = (out_masks[6 + k] == BIG_ROCK) & (masks[info["destination"][k]] != BIG_ROCK)
         assert added.any(axis=1).sum() <= H - 2

@@ -63,7 +63,8 @@ def test_threshold_equals_opencv_otsu(uint8_images):
 
 def test_sobel_edges_equal_cv2_sobel_magnitude(images):
     ours = SobelEdges()(images[..., None]).numpy()[..., 0]
-    reference = np.stack([np.hypot(cv2.Sobel(im, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(im, cv2.CV_32F, 0, 1, ksize=3)) for im in images])
+    reference = np.stack([np.hypot(cv2.Sobel(im, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(im, cv2.CV_32F, 0, 1, ksize=3))
+                          for im in images])
     assert np.abs(ours - reference).max() <= TOLERANCE
 
 
@@ -76,7 +77,8 @@ def test_laplacian_equals_cv2_laplacian(images):
 def test_borders_follow_reflect101_not_zero_padding(images):
     """At the borders a zero-padded conv (padding="same") differs from OpenCV; ours must not."""
     edge_row = Laplacian()(images[..., None]).numpy()[:, 0, :, 0]
-    zero_padded = keras.ops.conv(images[..., None], np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], "float32")[:, :, None, None], padding="same").numpy()[:, 0, :, 0]
+    kernel = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], "float32")[:, :, None, None]
+    zero_padded = keras.ops.conv(images[..., None], kernel, padding="same").numpy()[:, 0, :, 0]
     reference = np.stack([cv2.Laplacian(im, cv2.CV_32F) for im in images])[:, 0, :]
     assert np.abs(edge_row - reference).max() <= TOLERANCE
     assert np.abs(zero_padded - reference).max() > 0.1
@@ -101,7 +103,8 @@ def test_feature_channels_stack_image_then_features_in_fixed_order(images):
     assert stacked.shape[-1] == feature_channel_count(["edges", "wavelet", "threshold"]) == 7
 
 
-@pytest.mark.parametrize(("channels", "count"), [((), 1), (("threshold",), 2), (("laplacian", "edges"), 3), (("wavelet",), 5), (FEATURE_CHANNELS, 8)])
+@pytest.mark.parametrize(("channels", "count"),
+                         [((), 1), (("threshold",), 2), (("laplacian", "edges"), 3), (("wavelet",), 5), (FEATURE_CHANNELS, 8)])
 def test_feature_channel_count_matches_output(channels, count):
     assert feature_channel_count(channels) == count
     assert FeatureChannels(channels)(np.zeros((1, 8, 8, 1), "float32")).shape == (1, 8, 8, count)
@@ -151,7 +154,8 @@ def test_gated_blend_is_a_per_pixel_convex_mix():
     np.testing.assert_allclose(blended.sum(-1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("layer", [FeatureChannels(["laplacian", "threshold"]), AdaptiveNormalization(momentum=0.8, lambda_init=0.5), HaarWavelet(), GatedBlend()])
+@pytest.mark.parametrize("layer", [FeatureChannels(["laplacian", "threshold"]), HaarWavelet(), GatedBlend(),
+                                   AdaptiveNormalization(momentum=0.8, lambda_init=0.5)])
 def test_layers_serialize_round_trip_by_registered_name(layer):
     config = keras.saving.serialize_keras_object(layer)
     assert config["registered_name"] == f"helpers>{type(layer).__name__}"

@@ -37,6 +37,12 @@ def test_class_weights_reject_absent_class_and_bad_cap():
         losses.class_weights_from_masks(np.arange(5), cap=0)
 
 
+def test_capped_class_weights_give_an_absent_class_the_cap():
+    masks = np.array([[0, 0, 1, 2, 3, 3, 3, 3]])  # 8 pixels, no big rock
+    expected = [8 / (5 * 2), 8 / 5, 8 / 5, 8 / (5 * 4), 7.0]
+    np.testing.assert_allclose(losses.class_weights_from_masks(masks, cap=7.0), expected, rtol=1e-6)
+
+
 def test_ce_weights_pixels_not_batches_by_hand():
     y_true, probs = batch(1)
     weights = losses.class_weights_from_masks(np.arange(5).repeat([1, 1, 2, 4, 1]))  # arbitrary, unequal
@@ -133,18 +139,21 @@ def scipy_signed_distance(region, max_distance):
     if not region.any():
         return np.full(region.shape, max_distance)
     outside = np.minimum(distance_transform_cdt(~region, metric="chessboard"), max_distance)
-    inside = np.minimum(distance_transform_cdt(region, metric="chessboard"), max_distance) if not region.all() else max_distance
+    if region.all():  # scipy marks "no pixel outside" with -1
+        return np.full(region.shape, -(max_distance - 1))
+    inside = np.minimum(distance_transform_cdt(region, metric="chessboard"), max_distance)
     return np.where(region, -(inside - 1), outside)
 
 
 def test_signed_distance_maps_match_scipy_chessboard_transform():
-    y_true = np.zeros((2, 12, 20), dtype=int)
+    y_true = np.zeros((3, 12, 20), dtype=int)
     y_true[0, 2:9, 3:15] = 2
     y_true[0, 5:7, 16:19] = 4
     y_true[1, :, 10:] = 1
     y_true[1, 4:8, 2:6] = 3
+    y_true[2] = 3  # one class fills the image
     distances = losses.signed_distance_maps(y_true, max_distance=5).numpy()
-    for b in range(2):
+    for b in range(3):
         for i, c in enumerate((1, 2, 3, 4)):
             np.testing.assert_array_equal(distances[b, ..., i], scipy_signed_distance(y_true[b] == c, 5))
 
@@ -189,10 +198,10 @@ def test_combined_loss_is_weighted_sum_with_pixel_weights_on_pixel_terms_only():
     pixel_weight = losses.class_weights_from_masks(np.arange(5).repeat([3, 1, 2, 1, 1]))[y_true]
     weights = dict(zip(TERM_NAMES, (3.0, 0.1, 1.0, 0.1, 0.1, 0.5)))
     loss = combined_loss(weights)
-    expected = sum(
-        weights[name] * float(losses.make_term(name)(y_true, probs, pixel_weight if name in losses.PIXEL_TERMS else None))
-        for name in TERM_NAMES
-    )
+    expected = 0.0
+    for name in TERM_NAMES:
+        sample_weight = pixel_weight if name in losses.PIXEL_TERMS else None
+        expected += weights[name] * float(losses.make_term(name)(y_true, probs, sample_weight))
     assert float(loss(y_true, probs, pixel_weight)) == pytest.approx(expected, rel=1e-5)
 
 
@@ -236,6 +245,7 @@ def test_model_with_combined_loss_saves_and_reloads_with_current_weights(tmp_pat
     loss = combined_loss({name: 0.5 for name in TERM_NAMES}, options={"boundary": {"max_distance": 4}})
     model = tiny_model()
     model.compile(optimizer="adam", loss=loss, jit_compile=True)
+    model.optimizer.build(model.trainable_variables)
     loss.set_term_weights({"ce": 2.0})
     path = tmp_path / "model.keras"
     model.save(path)

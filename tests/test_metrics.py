@@ -101,8 +101,19 @@ def test_absent_class_is_left_out_where_sklearn_counts_it_as_zero():
 def test_per_class_iou_matches_sklearn_and_marks_absent_classes_nan():
     y_true, y_pred = edge_cases()["class 4 absent"]
     ious = metrics.per_class_iou(y_true, y_pred)
-    np.testing.assert_allclose(ious[:4], jaccard_score(y_true.ravel(), y_pred.ravel(), labels=[0, 1, 2, 3], average=None))
+    expected = jaccard_score(y_true.ravel(), y_pred.ravel(), labels=[0, 1, 2, 3], average=None)
+    np.testing.assert_allclose(ious[:4], expected)
     assert np.isnan(ious[4])
+
+
+@pytest.mark.parametrize("case", list(edge_cases()))
+def test_scores_agree_with_the_single_functions(case):
+    y_true, y_pred = edge_cases()[case]
+    result = metrics.scores(y_true, y_pred)
+    assert result["competition_miou"] == metrics.competition_miou(y_true, y_pred)
+    assert result["miou_1_4"] == metrics.miou_1_4(y_true, y_pred)
+    ious = metrics.per_class_iou(y_true, y_pred)
+    assert list(result["per_class_iou"].values()) == [None if np.isnan(v) else v for v in ious]
 
 
 def test_training_metrics_on_softmax_outputs_equal_numpy_scores():
