@@ -96,7 +96,8 @@ def scores(y_true, y_pred) -> dict:
     """The reported scores as a JSON-ready dict, from one pass over the pixels.
 
     {"competition_miou": float, "miou_1_4": float, "per_class_iou": {class name: IoU on all pixels,
-    None for a class in neither truth nor prediction}}. Dropping the pixels whose true label is 0
+    None for a class in neither truth nor prediction}, "confusion_matrix": 5×5 nested list of pixel counts
+    (rows = true class)}. Dropping the pixels whose true label is 0
     is the same as zeroing row 0 of the confusion matrix.
     """
     cm = confusion_matrix(y_true, y_pred)
@@ -107,6 +108,7 @@ def scores(y_true, y_pred) -> dict:
         "competition_miou": _mean_present(iou_from_confusion(labelled_only)),
         "miou_1_4": _mean_present(ious[list(LABELLED_CLASSES)]),
         "per_class_iou": {name: None if np.isnan(iou) else float(iou) for name, iou in zip(CLASS_NAMES, ious)},
+        "confusion_matrix": cm.tolist(),
     }
 
 

@@ -173,8 +173,9 @@ def per_class_iou(records: dict):
     fig, ax = plt.subplots(figsize=(8, 3.4))
     width = 0.8 / max(1, len(names))
     for k, name in enumerate(names):
-        ious = records[name][0]["test"]["per_class_iou"]
-        ax.bar(np.arange(NUM_CLASSES) + k * width, 100 * np.nan_to_num(np.array(ious, dtype=float)), width, label=name)
+        ious = records[name][0]["test"]["per_class_iou"]  # {class name: IoU or None}
+        values = [np.nan if ious[c] is None else ious[c] for c in CLASS_NAMES]
+        ax.bar(np.arange(NUM_CLASSES) + k * width, 100 * np.nan_to_num(values), width, label=name)
     ax.set_xticks(np.arange(NUM_CLASSES) + 0.4 - width / 2, CLASS_NAMES)
     ax.set_ylabel("test IoU (%)")
     ax.legend(fontsize=7)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers import metrics
-from helpers.constants import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
+from helpers.constants import IMAGE_SHAPE, NUM_CLASSES
 
 N_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
 HEADER = "id," + ",".join(str(i) for i in range(N_PIXELS))
@@ -189,7 +189,7 @@ def score_submission(path, labels_path, part: str = "all") -> dict:
 
     Returns a plain dict: part, n_images, competition_miou (starter-kit `MeanIoU(5, ignore_class=0)`
     semantics), miou_1_4 (mean IoU over classes 1-4) and per_class_iou {class name: IoU on all
-    pixels, None for a class in neither truth nor prediction}; scores come from `helpers.metrics`.
+    pixels, None for a class in neither truth nor prediction} and the confusion matrix: `helpers.metrics.scores`.
     """
     if part not in PARTS:
         raise SubmissionError(f"part {part!r} is unknown; use one of {', '.join(PARTS)}")
@@ -199,12 +199,7 @@ def score_submission(path, labels_path, part: str = "all") -> dict:
     chosen = np.arange(len(masks)) if part == "all" else np.sort(labels[f"{part}_ids"])
     if not len(chosen):
         raise SubmissionError(f"labels file {labels_path}: {part}_ids is empty, nothing to score")
-    y_true, y_pred = masks[chosen], predictions[chosen]
-    ious = metrics.per_class_iou(y_true, y_pred)
-    return {"part": part, "n_images": int(len(chosen)),
-            "competition_miou": metrics.competition_miou(y_true, y_pred),
-            "miou_1_4": metrics.miou_1_4(y_true, y_pred),
-            "per_class_iou": {name: None if np.isnan(iou) else float(iou) for name, iou in zip(CLASS_NAMES, ious)}}
+    return {"part": part, "n_images": int(len(chosen)), **metrics.scores(masks[chosen], predictions[chosen])}
 
 
 def main(argv=None) -> int:
