@@ -127,7 +127,7 @@ ABLATIONS = [
     *[{"name": f"Network 5 / {opt}", "parents": ["Network 5"], "delta": {"optimizer": {"name": opt, "lr": lr}},
        "report": "Together with this, we also tested SGD, Lion with Reduce on Plateau, and learning rate "
                  "Warm-Restarts.", "reading": f"Network 5 with optimizer '{opt}' (notebook 04)."}
-      for opt, lr in (("adamw", 1e-3), ("adamw_restarts", 1e-3), ("lion_plateau", 1e-4), ("sgd", 1e-2))],
+      for opt, lr in (("adamw_restarts", 1e-3), ("lion_plateau", 1e-4), ("sgd", 1e-2))],  # constant AdamW: Network 3
     *[{"name": f"Network 8 / {fusion}", "parents": ["Network 8"], "delta": {"model": {"fusion": fusion}},
        "report": "In order to combine the two outputs given by the subnets we consider different techniques: "
                  "concatenation, addition, continuation and addition and fusion mechanism.",

@@ -120,3 +120,24 @@ def summary(records: dict):
                      "params": runs[0]["model"]["params"], "epochs": runs[0]["training"]["epochs_run"],
                      "train s": round(runs[0]["training"]["seconds"], 1)})
     return pd.DataFrame(rows).set_index("entry")
+
+
+def loss_examples(mask, seed: int = 0) -> dict:
+    """Hand-made softmax predictions of one mask, each with one kind of error, to show what a loss term rewards.
+
+    'truth' (softened one-hot), 'blurred' (9×9 box blur: soft boundaries), 'noisy boundary' (15 % of pixels
+    switched to a random labelled class) and 'extra class' (a band of big rock added): (64, 128, 5) arrays.
+    """
+    import numpy as np
+    from scipy.ndimage import uniform_filter
+
+    rng = np.random.default_rng(seed)
+    eye = np.eye(5, dtype=np.float32)
+    onehot = eye[mask]
+    noisy = eye[np.where(rng.random(mask.shape) < 0.15, rng.integers(1, 5, mask.shape), mask)]
+    extra = onehot.copy()
+    extra[:, :40] = eye[4]
+    blurred = uniform_filter(onehot, size=(9, 9, 1), mode="nearest")
+    cases = {"truth": onehot, "blurred": blurred / blurred.sum(-1, keepdims=True), "noisy boundary": noisy,
+             "extra class": extra}
+    return {name: 0.9 * p + 0.1 / 5 for name, p in cases.items()}

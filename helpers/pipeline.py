@@ -59,6 +59,7 @@ def execute(notebook: Path, output: Path, parameters: dict) -> float:
     from papermill.exceptions import PapermillExecutionError
 
     check_parameters(notebook, parameters)
+    output.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL_NAME,

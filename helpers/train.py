@@ -40,6 +40,7 @@ from helpers.optim import make_optimizer
 from helpers.profiles import get_profile
 from helpers.records import read_record, run_dir, run_key, write_json_atomic
 from helpers.splits import make_split
+from helpers.submission import write_submission
 
 FINAL_ENTRY = "Final Model"
 
@@ -100,8 +101,13 @@ def _versions() -> dict:
 
 
 def run(name: str, data: MarsData | None = None, profile="quick", seed: int = 0, *, force: bool = False,
-        verbose: int | str = "auto", save_test_set: bool | None = None) -> dict:
-    """Train/evaluate entry `name` (see `helpers.experiments`) and return its record (reused if finished)."""
+        verbose: int | str = "auto", save_test_set: bool | None = None, callbacks=()) -> dict:
+    """Train/evaluate entry `name` (see `helpers.experiments`) and return its record (reused if finished).
+
+    `profile` is a name of `helpers.profiles` or a dict of the same keys. With `save_test_set` (default:
+    only for the Final Model) the whole competition test set is predicted and saved, and its Kaggle CSV
+    written as `submission.csv` in the run folder. `callbacks` are extra Keras callbacks for `fit`.
+    """
     entry = experiments.get_entry(name)
     settings = experiments.resolve(name)
     prof = get_profile(profile) if isinstance(profile, str) else dict(profile)
@@ -140,13 +146,14 @@ def run(name: str, data: MarsData | None = None, profile="quick", seed: int = 0,
                                                     steps_per_epoch=steps_per_epoch, epochs=epochs,
                                                     **schedule_lengths(epochs))
     extra = [*optimizer_callbacks, *([DynamicLossWeights(loss)] if loss_settings["dynamic"] else [])]
-    callbacks = training_callbacks(folder, patience=patience, extra=extra)
+    fit_callbacks = training_callbacks(folder, patience=patience, extra=[*extra, *callbacks])
     eager = prof["run_eagerly"]
     model.compile(optimizer=optimizer, loss=loss, metrics=training_metrics(), run_eagerly=eager,
                   jit_compile=device["jit_compile"] and not eager)
 
     started = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
+    model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=fit_callbacks, verbose=verbose,
+              shuffle=False)
     train_seconds = time.perf_counter() - started
     model.save(folder / "best.keras")
 
@@ -159,6 +166,7 @@ def run(name: str, data: MarsData | None = None, profile="quick", seed: int = 0,
     test_set_pred = predict_labels(model, test_set, batch_size * 4, eager)
     if save_test_set:
         np.savez_compressed(folder / "test_set_predictions.npz", y_pred=test_set_pred)
+        write_submission(test_set_pred, folder / "submission.csv")
     leaderboard = None
     if data.source.labels_path:
         leaderboard = score_parts(load_test_labels(data.source.labels_path), test_set_pred)
@@ -185,3 +193,37 @@ def run(name: str, data: MarsData | None = None, profile="quick", seed: int = 0,
     write_json_atomic(record_path, record)
     shutil.rmtree(folder / "backup", ignore_errors=True)
     return record
+
+
+def main(argv=None) -> int:
+    """`python -m helpers.train NAME [--profile quick] [--seed 0] [--data PATH] [--force]`: one run, its scores."""
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m helpers.train", description=main.__doc__.split(":")[1].strip())
+    parser.add_argument("name", help=f"an experiment: {', '.join(experiments.names(include_ablations=True))}")
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", help="competition-layout npz (default: load_mars search order)")
+    parser.add_argument("--labels", help="hidden test labels npz (default: beside the data file)")
+    parser.add_argument("--force", action="store_true", help="retrain even if a finished record exists")
+    parser.add_argument("--save-test-set", action="store_true", help="predict the whole test set, write submission.csv")
+    args = parser.parse_args(argv)
+    try:
+        data = load_mars(args.data, args.labels)
+        record = run(args.name, data, args.profile, args.seed, force=args.force,
+                     save_test_set=args.save_test_set or None)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    folder = run_dir(args.name, record["key"])
+    print(json.dumps({"record": str(folder / "record.json"), "test": {k: record["test"][k] for k in
+                      ("competition_miou", "miou_1_4")}, "leaderboard": record["leaderboard"] and {
+                      part: record["leaderboard"][part].get("competition_miou") for part in ("public", "private")}},
+                     indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

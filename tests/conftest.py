@@ -57,3 +57,27 @@ def run_module(*args, env=None, timeout=300):
 
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+SMOKE_SIZE = {"n_train": 300, "n_test": 48, "seed": 3}  # 300 training images hold 12 aliens: above K = 10
+
+
+@pytest.fixture(scope="session")
+def smoke_data():
+    """A small synthetic data set (with hidden test labels) shared by the training and pipeline tests."""
+    from helpers import synthetic
+    from helpers.data import load_mars
+
+    path = _SESSION_ROOT / "smoke" / "smoke_mars.npz"
+    if not path.exists():
+        synthetic.write(path, **SMOKE_SIZE)
+    return load_mars(path)
+
+
+@pytest.fixture(scope="session")
+def smoke_records(smoke_data):
+    """Every Table 1 entry trained once in the smoke profile (records land in the session's reports/)."""
+    from helpers.experiments import TABLE1
+    from helpers.train import run
+
+    return {name: run(name, smoke_data, "smoke", 0, verbose=0) for name in TABLE1}

@@ -1,0 +1,67 @@
+"""helpers.experiments (Table 1 as parent + delta entries) and helpers.profiles."""
+from pathlib import Path
+
+import pytest
+
+from helpers import experiments
+from helpers.experiments import ABLATIONS, ENTRIES, REPORTED, TABLE1, lineage, resolve
+from helpers.losses import FINAL_MIX, TERM_NAMES
+from helpers.models import build_model
+from helpers.optim import OPTIMIZER_NAMES
+from helpers.profiles import PROFILES, get_profile
+
+SEED_REPORT = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_e8166fa02d470a4f.txt"
+
+
+def test_rows_in_the_reports_order():
+    assert TABLE1 == ["Baseline"] + [f"Network {i}" for i in range(1, 11)] + ["Final Model"]
+    assert list(REPORTED) == TABLE1
+
+
+def test_inheritance_follows_the_report():
+    net3 = resolve("Network 3")
+    assert net3["data"]["split"] == "clean"  # from Network 1
+    assert net3["model"]["channels"] == experiments.FEATURES  # from Network 2
+    assert net3["loss"]["class_weights"] == {"cap": 10.0}
+    assert resolve("Network 2")["data"]["split"] == "all"
+    assert resolve("Network 4")["model"]["channels"] == [] and resolve("Network 4")["augment"]["flip"]
+    net9 = resolve("Network 9")
+    assert (net9["model"]["arch"], net9["model"]["kind"], net9["model"]["fusion"]) == ("dual_unet", "global_local", "concat")
+    assert net9["optimizer"]["name"] == "adamw_warmup_cosine"  # from Network 5
+    assert net9["loss"]["terms"] == FINAL_MIX and net9["loss"]["dynamic"] and net9["loss"]["ignore_class"] == 0
+    assert net9["model"]["norm"] == "batch"  # Network 7 (abandoned) passes nothing on
+    final = resolve("Final Model")
+    assert final["model"]["initializer"] == "he_normal" and final["data"]["blend"]
+    assert not final["model"]["se"] and not final["model"]["dilated_bottleneck"]  # Network 10 abandoned
+    assert lineage("Network 9") == ["Baseline", "Network 1", "Network 2", "Network 3", "Network 6", "Network 8",
+                                    "Network 5", "Network 9"]
+
+
+def test_every_entry_is_buildable_and_named_by_valid_settings():
+    for entry in ENTRIES + ABLATIONS:
+        settings = resolve(entry["name"])
+        assert set(settings["loss"]["terms"]) <= set(TERM_NAMES)
+        assert settings["optimizer"]["name"] in OPTIMIZER_NAMES
+        assert entry["report"] and entry["reading"]
+        build_model(**settings["model"], width=0.125)
+
+
+@pytest.mark.skipif(not SEED_REPORT.exists(), reason="the seed report lies in ../shared beside the checkout")
+def test_each_entry_quotes_the_report():
+    text = " ".join(SEED_REPORT.read_text().split())
+    for entry in ENTRIES + ABLATIONS:
+        for fragment in entry["report"].split(" [...] "):
+            assert " ".join(fragment.split()) in text, entry["name"]
+
+
+def test_unknown_names_are_refused():
+    with pytest.raises(ValueError, match="unknown experiment 'Network 11'"):
+        resolve("Network 11")
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        get_profile("fast")
+
+
+def test_profiles_share_their_keys():
+    keys = {frozenset(p) for p in PROFILES.values()}
+    assert len(keys) == 1
+    assert get_profile("full")["width"] == 1.0 and get_profile("full")["batch_size"] == 64

@@ -1,0 +1,80 @@
+"""The notebook series and the papermill pipeline (smoke profile on a small synthetic set)."""
+import json
+
+import nbformat
+import pytest
+
+from helpers import pipeline
+from helpers.pipeline import NOTEBOOKS_DIR, PipelineError, check_parameters, run_pipeline
+from helpers.records import all_records
+from helpers.submission import read_submission
+
+EXPECTED = ["01_eda_and_aliens", "02_feature_channels", "03_loss_design", "04_optimizers", "05_final_training"]
+PARAMETERS = {"DATA_PATH", "LABELS_PATH", "PROFILE", "SEEDS", "REPORTS_DIR", "FORCE"}
+
+
+def test_notebooks_are_numbered_clean_and_parameterised():
+    import papermill
+
+    assert [nb.stem for nb in pipeline.notebooks()] == EXPECTED
+    for path in pipeline.notebooks():
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} stored with outputs"
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, path.name
+        assert set(papermill.inspect_notebook(str(path))) == PARAMETERS
+        assert nb.metadata["kernelspec"]["name"] == "python3"
+        assert not any("def " in c.source or "class " in c.source for c in code), f"{path.name} defines code: use helpers/"
+
+
+def test_unknown_parameters_and_notebooks_are_refused():
+    with pytest.raises(PipelineError, match="does not declare parameter"):
+        check_parameters(NOTEBOOKS_DIR / f"{EXPECTED[0]}.ipynb", {"PROFILE": "smoke", "IM_SIZE": 64})
+    with pytest.raises(PipelineError, match="matches no notebook"):
+        pipeline.notebooks(["07"])
+
+
+@pytest.mark.slow
+def test_whole_pipeline_in_the_smoke_profile(smoke_data, smoke_records, monkeypatch):
+    from helpers.paths import reports_dir
+
+    out = reports_dir()
+    monkeypatch.setenv("MARS_REPORTS", str(out))
+    result = run_pipeline(profile="smoke", data=smoke_data.source.path)
+    assert list(result["notebooks"]) == EXPECTED
+    for name in EXPECTED:
+        executed = nbformat.read(out / "executed" / f"{name}.ipynb", as_version=4)
+        assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+        assert list((out / "figures" / name).glob("*.png")), f"{name} saved no figure"
+        assert json.loads((out / "results" / f"{name}.json").read_text())["profile"] == "smoke"
+    table = result["table"]["md"].read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| Model")]
+    assert len(rows) == 12 and "missing" not in table and "synthetic" in table
+    ids, _ = read_submission(out / "submission.csv", n_images=len(smoke_data.test_images))
+    assert len(ids) == len(smoke_data.test_images)
+    names = {r["name"] for r in all_records()}
+    assert {"Network 1 + threshold", "Network 5 / sgd", "Network 8 / gated", "Network 9 + low-pass"} <= names
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_is_named_and_records_are_kept(tmp_path, monkeypatch, smoke_data):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("\n".join(f"{name} = None" for name in sorted(PARAMETERS)),
+                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("from helpers.records import write_json_atomic\n"
+                                  "from helpers.paths import reports_dir\n"
+                                  "write_json_atomic(reports_dir() / 'runs' / 'kept' / 'record.json', {'status': 'finished'})"),
+        nbformat.v4.new_code_cell("raise RuntimeError('boom')"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(nb, folder / "01_broken.ipynb")
+    monkeypatch.setattr(pipeline, "NOTEBOOKS_DIR", folder)
+    out = tmp_path / "reports"
+    monkeypatch.setenv("MARS_REPORTS", str(out))
+    params = {"PROFILE": "smoke"}
+    with pytest.raises(PipelineError, match=r"01_broken.ipynb failed in cell \d+ .*RuntimeError: boom"):
+        pipeline.execute(folder / "01_broken.ipynb", out / "executed.ipynb", params)
+    assert (out / "runs" / "kept" / "record.json").exists()
+    assert pipeline.main(["--profile", "smoke", "--data", smoke_data.source.path, "--out", str(out)]) == 1

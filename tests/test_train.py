@@ -1,0 +1,142 @@
+"""helpers.train / records / table: every Table 1 row in the smoke profile, reuse, resume, CSV, the table."""
+import json
+import re
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import run_module
+from helpers import synthetic, train
+from helpers.experiments import TABLE1
+from helpers.profiles import get_profile
+from helpers.records import all_records, run_dir, run_key
+from helpers.submission import read_submission
+from helpers.table import MISSING, write_table
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_table1_entry_trains_and_is_recorded(smoke_records, smoke_data):
+    assert list(smoke_records) == TABLE1
+    for name, record in smoke_records.items():
+        assert record["status"] == "finished" and record["name"] == name
+        assert (run_dir(name, record["key"]) / "record.json").exists()
+        assert (run_dir(name, record["key"]) / "best.keras").exists()
+        assert record["data"]["kind"] == "synthetic"
+        for key in ("competition_miou", "miou_1_4"):
+            assert 0.0 <= record["test"][key] <= 1.0
+        assert np.asarray(record["test"]["confusion_matrix"]).sum() == 8 * 64 * 128  # smoke: 8 test-split images
+        board = record["leaderboard"]
+        assert board["n_predicted"] >= 16 and board["public"]["n_images"] + board["private"]["n_images"] == board["n_predicted"]
+        epochs = round(record["settings"]["train"]["epochs_scale"])  # smoke: 1 epoch, Network 10 trains twice as long
+        assert record["training"]["epochs_run"] == epochs and len(record["history"]["loss"]) == epochs
+    assert smoke_records["Network 9"]["history"].get("w_dice"), "dynamic weights are logged per epoch"
+    assert smoke_records["Final Model"]["prepared"]["used"]["train_after_blending"] > 24  # blending expanded it
+
+
+def test_alien_removal_changes_the_split(smoke_records):
+    all_sizes = smoke_records["Baseline"]["prepared"]["split_sizes"]
+    clean_sizes = smoke_records["Network 1"]["prepared"]["split_sizes"]
+    assert sum(all_sizes.values()) - sum(clean_sizes.values()) == synthetic.alien_count(300) >= 10
+
+
+def test_finished_runs_are_reused(smoke_records, smoke_data, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(train, "build_model", no_training)
+    again = train.run("Network 3", smoke_data, "smoke", 0)
+    assert again == smoke_records["Network 3"]
+
+
+def test_key_depends_on_everything_that_changes_a_run():
+    settings, profile = {"a": 1}, get_profile("smoke")
+    base = run_key(settings, profile, 0, "f" * 16, "1")
+    assert len({base, run_key({"a": 2}, profile, 0, "f" * 16, "1"), run_key(settings, get_profile("quick"), 0, "f" * 16, "1"),
+                run_key(settings, profile, 1, "f" * 16, "1"), run_key(settings, profile, 0, "e" * 16, "1"),
+                run_key(settings, profile, 0, "f" * 16, "2")}) == 6
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Raises once, at the start of the given epoch: a stand-in for a killed process."""
+
+    fired = False
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch and not Interrupt.fired:
+            Interrupt.fired = True
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def test_interrupted_run_resumes_from_its_last_epoch(smoke_data, smoke_records):
+    profile = {**get_profile("smoke"), "name": "smoke-3-epochs", "epochs": 3, "patience": 3}
+    before = {p: p.read_text() for p in sorted(run_dir("x", "y").parent.glob("*/record.json"))}
+    with pytest.raises(KeyboardInterrupt):
+        train.run("Network 1", smoke_data, profile, 0, verbose=0, callbacks=[Interrupt(2)])
+    key = run_key(train.experiments.resolve("Network 1"), profile, 0, smoke_data.source.fingerprint,
+                  train.helpers.__version__)
+    folder = run_dir("Network 1", key)
+    assert not (folder / "record.json").exists() and (folder / "backup").exists()
+    assert {p: p.read_text() for p in before} == before, "records already written are kept"
+    record = train.run("Network 1", smoke_data, profile, 0, verbose=0, callbacks=[Interrupt(2)])
+    assert record["training"]["epochs_run"] == 3
+    assert record["history"]["epoch"] == [0.0, 1.0, 2.0]
+    assert not (folder / "backup").exists()
+
+
+def test_submission_csv_scores_as_the_record_says(smoke_records, smoke_data):
+    record = smoke_records["Final Model"]
+    csv = run_dir("Final Model", record["key"]) / "submission.csv"
+    ids, masks = read_submission(csv, n_images=len(smoke_data.test_images))
+    assert ids.tolist() == list(range(len(smoke_data.test_images)))
+    for part in ("public", "private"):
+        result = run_module("helpers.submission", "score", str(csv), "--labels", smoke_data.source.labels_path,
+                            "--part", part)
+        assert result.returncode == 0, result.stderr
+        printed = float(re.search(r"competition_miou: ([0-9.]+)", result.stdout).group(1))
+        assert printed == pytest.approx(record["leaderboard"][part]["competition_miou"], abs=1e-6)
+
+
+def test_table_renders_from_records_alone(smoke_records, tmp_path):
+    runs = tmp_path / "runs"
+    for name, record in smoke_records.items():
+        (runs / name.replace(" ", "_")).mkdir(parents=True)
+        (runs / name.replace(" ", "_") / "record.json").write_text(json.dumps(record))
+    records = all_records(runs)
+    paths = write_table(profile="smoke", records=records, out_dir=tmp_path)
+    text = paths["md"].read_text()
+    assert "synthetic" in text and MISSING not in text
+    for name, record in smoke_records.items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+        assert f"| {100 * record['test']['competition_miou']:.2f} |" in row
+    assert paths["png"].stat().st_size > 0 and paths["csv"].read_text().count("\n") == 13
+
+    # A missing record shows as missing; a second seed turns the cell into mean ± std.
+    shutil.rmtree(runs / "Network_4")
+    second = json.loads(json.dumps(smoke_records["Baseline"]))
+    second["seed"], second["test"]["competition_miou"] = 1, smoke_records["Baseline"]["test"]["competition_miou"] + 0.1
+    (runs / "Baseline_seed1").mkdir()
+    (runs / "Baseline_seed1" / "record.json").write_text(json.dumps(second))
+    text = write_table(profile="smoke", records=all_records(runs), out_dir=tmp_path)["md"].read_text()
+    network4 = next(line for line in text.splitlines() if line.startswith("| Network 4 |"))
+    assert network4.count(MISSING) == 4
+    values = 100 * np.array([smoke_records["Baseline"]["test"]["competition_miou"], second["test"]["competition_miou"]])
+    baseline = next(line for line in text.splitlines() if line.startswith("| Baseline |"))
+    assert f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" in baseline
+    one_seed = write_table(profile="smoke", records=all_records(runs), out_dir=tmp_path, seeds=1)["md"].read_text()
+    assert "±" not in next(line for line in one_seed.splitlines() if line.startswith("| Baseline |"))
+
+
+def test_train_cli_runs_a_row_by_name(smoke_data, smoke_records):
+    result = run_module("helpers.train", "Network 2", "--profile", "smoke", "--data", smoke_data.source.path)
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout[result.stdout.index("{"):])
+    assert printed["test"]["competition_miou"] == pytest.approx(smoke_records["Network 2"]["test"]["competition_miou"])
+    bad = run_module("helpers.train", "Network 11", "--profile", "smoke", "--data", smoke_data.source.path)
+    assert bad.returncode == 2 and "unknown experiment" in bad.stderr
