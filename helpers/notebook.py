@@ -64,6 +64,7 @@ class Context:
         """Train (or reuse) each named entry for every seed; {name: [record per seed]}."""
         from helpers.train import run
 
+        kwargs.setdefault("verbose", 2)  # one line per epoch: readable in stored, executed notebooks
         return {name: [run(name, self.data, self.profile, seed, force=self.force, **kwargs)
                        for seed in range(self.seeds)] for name in names}
 
@@ -86,7 +87,10 @@ def start(notebook: str, data_path=None, labels_path=None, profile: str = "quick
 
     if reports:
         os.environ["MARS_REPORTS"] = str(reports)
-    get_profile(profile)
+    if get_profile(profile)["deterministic"]:
+        from helpers.determinism import set_determinism
+
+        set_determinism(0)  # before TensorFlow runs an op: its thread pools are fixed then
     data = load_mars(data_path, labels_path)
     print(f"Data: {data.source.label()} — {len(data.train_images)} training and {len(data.test_images)} test images")
     if data.source.is_synthetic:

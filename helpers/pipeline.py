@@ -4,7 +4,7 @@
                                [--only 03 ...] [--out DIR] [--force]
 
 Executed copies go to `<out>/executed/`; records, figures, the submission and Table 1 to `<out>/`
-(default `reports/`). Injected parameters are checked against each notebook's `parameters` cell
+(default `reports/`); a full run also leaves its wall time in `<out>/bench_pipeline.json`. Injected parameters are checked against each notebook's `parameters` cell
 (`papermill.inspect_notebook`) and unknown names refused, so an override can never silently do nothing.
 If a notebook fails, the pipeline says which one and which cell, keeps every record already written (a
 rerun reuses them) and exits non-zero. `make table1` is this with the quick profile on the default data.
@@ -78,6 +78,7 @@ def run_pipeline(*, profile: str = "quick", data: str | None = None, labels: str
     from helpers.profiles import get_profile
     from helpers.table import write_table
 
+    started = time.perf_counter()
     get_profile(profile)
     if seeds < 1:
         raise PipelineError(f"--seeds must be at least 1, got {seeds}")
@@ -97,6 +98,14 @@ def run_pipeline(*, profile: str = "quick", data: str | None = None, labels: str
         print(f"  done in {timings[notebook.stem]:.0f} s", flush=True)
     table = write_table(profile=profile, fingerprint=dataset.source.fingerprint, seeds=seeds, out_dir=out_dir)
     print(f"Table 1: {table['md']}", flush=True)
+    if not only:
+        from helpers.device import describe_device
+        from helpers.records import write_json_atomic
+
+        write_json_atomic(out_dir / "bench_pipeline.json", {
+            "profile": profile, "seeds": seeds, "data": dataset.source.label(), "device": describe_device(),
+            "notebook_seconds": timings, "total_seconds": time.perf_counter() - started,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return {"notebooks": timings, "table": table}
 
 
