@@ -24,5 +24,9 @@ test: $(STAMP)
 table1: $(STAMP)
 	$(PY) -m helpers.pipeline --profile $(PROFILE)
 
+# The self-contained Kaggle kernel (dist/kaggle/): see README, "Submit on Kaggle".
+kernel: $(STAMP)
+	$(PY) -m helpers.kaggle bundle
+
 clean-venv:
 	rm -rf $(VENV)

@@ -83,16 +83,10 @@ def _history_from_csv(path: Path) -> dict[str, list[float]]:
 
 
 def predict_labels(model: keras.Model, images: np.ndarray, batch_size: int, eager: bool = False) -> np.ndarray:
-    """Argmax class ids (N, 64, 128) uint8 for float images in [0, 1]."""
-    if len(images) == 0:
-        return np.zeros((0, *images.shape[1:]), np.uint8)
-    labels = []
-    predict = lambda x: tf.argmax(model(x, training=False), axis=-1, output_type=tf.int32)  # noqa: E731
-    if not eager:
-        predict = tf.function(predict)
-    for batch in make_predict_dataset(images, batch_size):
-        labels.append(predict(batch).numpy().astype(np.uint8))
-    return np.concatenate(labels)
+    """Argmax class ids (N, 64, 128) uint8 for float images in [0, 1] (`helpers.inference.predict_labels`)."""
+    from helpers.inference import predict_labels as fast_predict_labels
+
+    return fast_predict_labels(model, images, batch_size=batch_size, run_eagerly=eager)
 
 
 def _versions() -> dict:

@@ -1,0 +1,188 @@
+"""`reports/bench.md` from the results `benchmarks.run` collected: tables, ratios against the targets, FLOP bounds."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.flops import TRAINING_FACTOR
+from helpers.inference import BATCH_SIZES
+from helpers.paths import reports_dir
+
+TEST_SET_IMAGES = 10022
+TARGETS = {"training": 1.5, "prediction_and_csv": 3.0, "quick_table1_minutes": 30}
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _verdict(value: float, target: float) -> str:
+    return f"**{value:.2f}×** (target ≥ {target}×: {'reached' if value >= target else 'NOT reached'})"
+
+
+def _training(results: dict) -> str:
+    device, peak = results["device"], results["matmul_gflops"]
+    rows, notes = [], []
+    for name, runs in results["training"].items():
+        step_flops = TRAINING_FACTOR * results["flops"][name]
+        for way, run in runs.items():
+            achieved = run["per_second"] * step_flops / 1e9
+            rows.append([name, way.replace("_", " "), run["batch_size"], run["items"], len(run["seconds"]) - 1,
+                         f"{run['per_second']:.2f}", f"{achieved:.1f}", f"{achieved / peak:.0%}", device])
+        ratio = runs["ours"]["per_second"] / runs["peer"]["per_second"]
+        ceiling = peak * 1e9 / step_flops
+        line = (f"- {name}: ours / peer = " + (_verdict(ratio, TARGETS["training"]) if name == "Baseline"
+                                                 else f"**{ratio:.2f}×**")
+                + f"; at the matmul peak a training step of {step_flops / 1e9:.2f} GFLOP per image would run at "
+                  f"{ceiling:.1f} images/s, so no way of running it on this device can beat "
+                  f"{ceiling / runs['peer']['per_second']:.2f}× the peer way.")
+        if "ours_without_xla" in runs:
+            line += (f" XLA alone: {runs['ours']['per_second'] / runs['ours_without_xla']['per_second']:.2f}× "
+                     f"(ours with and without XLA); tf.data alone: "
+                     f"{runs['ours_without_xla']['per_second'] / runs['peer']['per_second']:.2f}×.")
+        notes.append(line)
+    header = ["model", "way", "batch", "images / epoch", "timed epochs", "images/s (median)", "GFLOP/s",
+              "of matmul peak", "device"]
+    return _table(header, rows) + "\n\n" + "\n".join(notes)
+
+
+def _prediction(results: dict) -> str:
+    device, peak = results["device"], results["matmul_gflops"]
+    inference, csv = results["inference"], results["csv"]
+    rows = []
+    for name, runs in inference.items():
+        flops = results["flops"][name]
+        for way, run in runs.items():
+            measured = run["items"] == TEST_SET_IMAGES
+            seconds = run["seconds"] if measured else TEST_SET_IMAGES / run["per_second"]
+            rows.append([name, "ours (`helpers.inference`)" if way == "ours" else "peer (`model.predict` + argmax)",
+                         run["batch_size"], "on" if run["jit_compile"] else "off", run["items"],
+                         f"{run['per_second']:.1f}", f"{seconds:.0f}" + ("" if measured else " (extrapolated)"),
+                         f"{run['warmup_seconds']:.1f}", f"{run['per_second'] * flops / 1e9:.1f}", device])
+    table = _table(["model", "way", "batch", "XLA", "images timed", "images/s", f"s for {TEST_SET_IMAGES}",
+                    "warm-up s", "GFLOP/s", "device"], rows)
+
+    sweep = _table(["XLA", "batch", "images", "images/s", "compile s", "device"],
+                   [["on" if r["jit_compile"] else "off", r["batch_size"], r["items"], f"{r['per_second']:.1f}",
+                     f"{r['warmup_seconds']:.1f}", device] for r in results["inference_sweep"]])
+
+    pandas_seconds = TEST_SET_IMAGES / csv["pandas"]["rows_per_second"]
+    csv_table = _table(["writer", "rows timed", "rows/s", f"s for {TEST_SET_IMAGES} rows", "device"], [
+        ["ours (`helpers.submission.write_submission`)", csv["ours"]["rows"], f"{csv['ours']['rows_per_second']:.0f}",
+         f"{csv['ours']['seconds'] * TEST_SET_IMAGES / csv['ours']['rows']:.1f}", device],
+        ["pandas `DataFrame(...).to_csv`", csv["pandas"]["rows"], f"{csv['pandas']['rows_per_second']:.0f}",
+         f"{pandas_seconds:.0f} (extrapolated from {csv['pandas']['rows']} rows)", device]])
+
+    ours, peer = inference["Baseline"]["ours"], inference["Baseline"]["peer"]
+    scale = TEST_SET_IMAGES / ours["items"]
+    ours_total = (ours["seconds"] + ours["warmup_seconds"]) * scale + csv["ours"]["seconds"] * TEST_SET_IMAGES / csv["ours"]["rows"]
+    peer_total = TEST_SET_IMAGES / peer["per_second"] + peer["warmup_seconds"] + pandas_seconds
+    floor = TEST_SET_IMAGES * results["flops"]["Baseline"] / (peak * 1e9)
+    csv_seconds = csv["ours"]["seconds"] * TEST_SET_IMAGES / csv["ours"]["rows"]
+    summary = (
+        f"Baseline prediction + CSV for the {TEST_SET_IMAGES} test images: peer "
+        f"{TEST_SET_IMAGES / peer['per_second']:.0f} s + {pandas_seconds:.0f} s = {peer_total:.0f} s; ours "
+        f"{ours_total:.0f} s (compile included) → {_verdict(peer_total / ours_total, TARGETS['prediction_and_csv'])}.\n"
+        f"FLOP bound: {results['flops']['Baseline'] / 1e9:.3f} GFLOP per image × {TEST_SET_IMAGES} images at the "
+        f"measured matmul peak of {peak:.0f} GFLOP/s = {floor:.0f} s of convolutions alone; with our CSV "
+        f"({csv_seconds:.1f} s) no implementation on this device can beat {peer_total / (floor + csv_seconds):.2f}× "
+        f"the peer way. Our inference runs at {ours['per_second'] * results['flops']['Baseline'] / 1e9 / peak:.0%} "
+        f"of that peak. Labels of the two ways agree on {peer['label_agreement']:.4%} of the pixels they share "
+        f"(XLA rounds differently near ties).")
+    return "\n\n".join([table, summary, "Inference choices (Baseline, measured on a subset):", sweep, csv_table])
+
+
+def _pipelines(results: dict) -> str:
+    lines = []
+    smoke = results.get("smoke_pipeline")
+    if smoke:
+        lines.append(f"- Smoke pipeline (`python -m helpers.pipeline --profile smoke` on a synthetic set of "
+                     f"{smoke['data']['n_train']} training / {smoke['data']['n_test']} test images, into a temp "
+                     f"folder): **{smoke['seconds']:.0f} s** wall, exit code {smoke['returncode']}, on "
+                     f"{results['device']}.")
+    else:
+        lines.append("- Smoke pipeline: not measured in this run (`--skip-pipeline`).")
+    lead = reports_dir() / "bench_pipeline.json"
+    if lead.is_file():
+        quick = json.loads(lead.read_text())
+        minutes = quick["total_seconds"] / 60
+        lines.append(f"- Quick Table 1 (the lead's measurement, `{lead.name}`): **{minutes:.1f} min** in the "
+                     f"{quick['profile']} profile on {quick['device']}, finished {quick['finished_at']} "
+                     f"(target ≤ {TARGETS['quick_table1_minutes']} min: "
+                     f"{'reached' if minutes <= TARGETS['quick_table1_minutes'] else 'NOT reached'}).")
+    else:
+        lines.append("- Quick Table 1: not measured in this run (no `reports/bench_pipeline.json`).")
+    return "\n".join(lines)
+
+
+def _memory(results: dict) -> str:
+    return _table(["after", "this process, MiB", "child processes, MiB", "device"],
+                  [[section, f"{m['self']:.0f}", f"{m['children']:.0f}", results["device"]]
+                   for section, m in results["memory"].items()])
+
+
+def markdown(results: dict, out: Path) -> str:
+    """The whole report as Markdown."""
+    settings = results["settings"]
+    flops = ", ".join(f"{name} {value / 1e9:.3f}" for name, value in results["flops"].items())
+    fast = ("\n> **`--fast` run: tiny image counts and one repeat; these figures only check the script.**\n"
+            if results["fast"] else "")
+    return f"""# Benchmarks
+{fast}
+Written by `{results['command']}` (`make bench`) on {results['started_at']} in {results['seconds'] / 60:.1f} min;
+TensorFlow {results['versions']['tensorflow']}, Keras {results['versions']['keras']}, Python {results['versions']['python']}.
+Raw figures: `{out.name}/bench.json`.
+
+**Device: {results['device']}.** Every figure below was measured on it. No GPU was lent to this task:
+**GPU figures: not measured.** Settings chosen for it by `helpers.device.configure`: XLA
+{'on' if settings['jit_compile'] else 'off'}, policy {settings['mixed_precision']}, intra-/inter-op threads
+{settings['intra_op_threads']}/{settings['inter_op_threads']}; inference batch {BATCH_SIZES[settings['device_type']]},
+XLA on (`helpers.inference`). Inputs are synthetic images of the real shape (64×128, full-width models);
+speed does not depend on the pixel values.
+
+## Device peak and work per image
+
+Measured float32 peak (2048×2048 matmul): **{results['matmul_gflops']:.0f} GFLOP/s**. Forward GFLOP per image
+(Conv2D and Dense multiply-adds × 2, `benchmarks/flops.py`): {flops}; a training step costs about
+{TRAINING_FACTOR}× the forward pass.
+
+## Training throughput (the project's pipeline against the plain peer way, same process)
+
+Same model, loss, optimizer, metrics and batch both ways; *ours* = built in `helpers.device.strategy()`'s
+scope, XLA as `configure` chose, tf.data input; *peer* = numpy arrays into `model.fit`, `jit_compile=False`.
+Images/s of one epoch, median over the epochs after the first (warm-up, with tracing and compilation).
+
+{_training(results)}
+
+## Inference and the submission CSV
+
+{_prediction(results)}
+
+## Pipelines
+
+{_pipelines(results)}
+
+## Peak memory (`resource.getrusage` maxrss)
+
+{_memory(results)}
+
+## Beyond one device
+
+The training path above runs inside `helpers.device.strategy()`: the default strategy here (one CPU),
+MirroredStrategy over several GPUs or over CPUs split with `helpers.device.split_cpu`, TPUStrategy on a
+TPU. `configure` turns XLA off under a multi-device strategy (Keras cannot compile across replicas).
+A mirrored training step on 2 logical CPUs is exercised by `tests/test_device.py`; no multi-device
+throughput was measured (one CPU device, no accelerator lent).
+
+## What is chosen per device, and the flags that turn it off
+
+| choice | CPU (measured here) | GPU (not measured) | off |
+|---|---|---|---|
+| XLA in training | on | on (one GPU) | `configure(xla=False)`, `--xla off` |
+| mixed precision | float32 | mixed_float16 (compute capability ≥ 7.0) | `configure(mixed_precision=False)`, `--mixed-precision off` |
+| thread pools | intra = visible cores, inter = 2 | same | `configure(threads=False)`, `--threads off` |
+| inference XLA | on | on | `predict_labels(..., jit_compile=False)` |
+| inference batch | {BATCH_SIZES['cpu']} | {BATCH_SIZES['gpu']} | `predict_labels(..., batch_size=N)` |
+"""

@@ -1,0 +1,173 @@
+"""Run every benchmark in one process, print each figure as it comes, write `reports/bench.md` (and `bench.json`).
+
+    python -m benchmarks.run [--fast] [--skip-pipeline] [--xla auto|off] [--mixed-precision auto|off]
+                             [--threads auto|off] [--out DIR]
+
+`make bench` runs it with the defaults (under 15 minutes on 2 CPU cores). `--fast` shrinks every image count
+and repeat to check the script in about two minutes (its figures mean little). The flags turn the per-device
+choices of `helpers.device.configure` off one by one, to measure what each is worth.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from helpers.device import configure
+
+FULL = {
+    "train": {"Baseline": {"images": 128, "batch_size": 64, "repeats": 3},
+              "Final Model": {"images": 32, "batch_size": 32, "repeats": 2}},
+    "test_images": 10022, "peer_predict_images": 1024, "final_predict_images": 256,
+    "sweep_images": 256, "sweep_batch_sizes": (32, 64, 128, 256), "pandas_rows": 300,
+}
+FAST = {
+    "train": {"Baseline": {"images": 8, "batch_size": 4, "repeats": 1},
+              "Final Model": {"images": 4, "batch_size": 4, "repeats": 1}},
+    "test_images": 200, "peer_predict_images": 64, "final_predict_images": 16,
+    "sweep_images": 32, "sweep_batch_sizes": (16, 32), "pandas_rows": 20,
+}
+MODELS = ("Baseline", "Final Model")
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _training_data(n: int):
+    """Synthetic training images (float32 in [0, 1]) and masks of the real shape and class mix."""
+    from helpers import synthetic
+
+    arrays = synthetic.generate(n_train=max(n, 8), n_test=2, seed=0)["training_set"][:n]
+    return (arrays[:, 0] / 255).astype("float32"), arrays[:, 1].astype("uint8")
+
+
+def _benchmark_training(sizes, settings, results, device):
+    from benchmarks import training
+
+    results["training"] = {}
+    for name in MODELS:
+        size = sizes["train"][name]
+        images, masks = _training_data(size["images"])
+        kwargs = {"batch_size": size["batch_size"], "repeats": size["repeats"]}
+        runs = {"ours": training.ours(name, images, masks, jit_compile=settings["jit_compile"], **kwargs)}
+        if name == "Baseline" and settings["jit_compile"]:
+            runs["ours_without_xla"] = training.ours(name, images, masks, jit_compile=False, **kwargs)
+        runs["peer"] = training.peer(name, images, masks, **kwargs)
+        results["training"][name] = runs
+        for way, run in runs.items():
+            _say(f"[{device}] training {name}, {way}: {run['per_second']:.2f} images/s "
+                 f"(batch {run['batch_size']}, epochs {run['seconds']} s, first = warm-up)")
+
+
+def _benchmark_prediction(sizes, results, device):
+    import numpy as np
+
+    from benchmarks import prediction
+    from helpers.experiments import resolve
+    from helpers.models import build_model
+
+    rng = np.random.default_rng(0)
+    test_images = rng.random((sizes["test_images"], 64, 128), dtype=np.float32)
+    baseline = build_model(**resolve("Baseline")["model"])
+
+    sweep = []
+    for jit_compile in (True, False):
+        for batch_size in sizes["sweep_batch_sizes"] if jit_compile else sizes["sweep_batch_sizes"][1:2]:
+            run = prediction.ours(baseline, test_images[:sizes["sweep_images"]], batch_size=batch_size,
+                                  jit_compile=jit_compile)
+            run.pop("labels")
+            sweep.append(run)
+            _say(f"[{device}] inference sweep, Baseline, XLA {jit_compile}, batch {batch_size}: "
+                 f"{run['per_second']:.1f} images/s")
+    results["inference_sweep"] = sweep
+
+    ours = prediction.ours(baseline, test_images)
+    labels = ours.pop("labels")
+    _say(f"[{device}] inference Baseline, ours, {ours['items']} images: {ours['per_second']:.1f} images/s, "
+         f"{ours['seconds']:.1f} s (+ {ours['warmup_seconds']:.1f} s compile)")
+    peer = prediction.peer(baseline, test_images[:sizes["peer_predict_images"]])
+    agree = float((peer.pop("labels") == labels[:peer["items"]]).mean())
+    _say(f"[{device}] inference Baseline, peer (model.predict + argmax), {peer['items']} images: "
+         f"{peer['per_second']:.1f} images/s; labels agree with ours on {agree:.5%} of pixels")
+    final = build_model(**resolve("Final Model")["model"])
+    final_ours = prediction.ours(final, test_images[:sizes["final_predict_images"]])
+    final_ours.pop("labels")
+    _say(f"[{device}] inference Final Model, ours, {final_ours['items']} images: "
+         f"{final_ours['per_second']:.1f} images/s")
+    results["inference"] = {"Baseline": {"ours": ours, "peer": {**peer, "label_agreement": agree}},
+                            "Final Model": {"ours": final_ours}}
+
+    csv_ours = prediction.csv_ours(labels)
+    csv_pandas = prediction.csv_pandas(labels, sizes["pandas_rows"])
+    results["csv"] = {"ours": csv_ours, "pandas": csv_pandas}
+    _say(f"[{device}] submission CSV, ours: {csv_ours['rows']} rows in "
+         f"{csv_ours['seconds']:.2f} s ({csv_ours['rows_per_second']:.0f} rows/s); pandas to_csv: "
+         f"{csv_pandas['rows_per_second']:.0f} rows/s on {csv_pandas['rows']} rows")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--fast", action="store_true", help="tiny image counts and repeats (checks the script only)")
+    parser.add_argument("--skip-pipeline", action="store_true", help="leave out the smoke pipeline's wall time")
+    parser.add_argument("--xla", choices=("auto", "off"), default="auto", help="XLA for training (per device)")
+    parser.add_argument("--mixed-precision", choices=("auto", "off"), default="auto")
+    parser.add_argument("--threads", choices=("auto", "off"), default="auto")
+    parser.add_argument("--out", help="folder for bench.md and bench.json (default: reports/)")
+    args = parser.parse_args(argv)
+    off = lambda value: False if value == "off" else "auto"  # noqa: E731
+    settings = configure(xla=off(args.xla), mixed_precision=off(args.mixed_precision), threads=off(args.threads))
+
+    import keras
+    import tensorflow as tf
+
+    from benchmarks import flops, report, timing
+    from helpers.experiments import resolve
+    from helpers.models import build_model
+    from helpers.paths import reports_dir
+
+    keras.utils.set_random_seed(0)
+    sizes = FAST if args.fast else FULL
+    device = settings["device"]
+    started = time.perf_counter()
+    results = {"device": device, "settings": settings, "fast": args.fast, "sizes": sizes,
+               "command": " ".join(["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]),
+               "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                            "keras": keras.__version__},
+               "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "memory": {}}
+    _say(f"device: {device}; settings: {json.dumps(settings)}")
+
+    results["matmul_gflops"] = timing.matmul_gflops(512 if args.fast else 2048)
+    results["flops"] = {name: flops.forward_flops(build_model(**resolve(name)["model"])) for name in MODELS}
+    _say(f"[{device}] float32 matmul peak: {results['matmul_gflops']:.1f} GFLOP/s; forward GFLOP per image: "
+         + ", ".join(f"{n} {f / 1e9:.3f}" for n, f in results["flops"].items()))
+    results["memory"]["setup"] = timing.peak_memory_mb()
+
+    _benchmark_training(sizes, settings, results, device)
+    results["memory"]["training"] = timing.peak_memory_mb()
+    _benchmark_prediction(sizes, results, device)
+    results["memory"]["prediction"] = timing.peak_memory_mb()
+
+    if not args.skip_pipeline:
+        from benchmarks.smoke_pipeline import smoke_pipeline_seconds
+
+        results["smoke_pipeline"] = smoke_pipeline_seconds()
+        results["memory"]["smoke_pipeline"] = timing.peak_memory_mb()
+        _say(f"[{device}] smoke pipeline: {results['smoke_pipeline']['seconds']:.0f} s "
+             f"(exit {results['smoke_pipeline']['returncode']})")
+    results["seconds"] = time.perf_counter() - started
+    _say(f"peak memory (maxrss, MiB): {json.dumps({k: {w: round(v) for w, v in m.items()} for k, m in results['memory'].items()})}")
+
+    out = reports_dir() if args.out is None else Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    (out / "bench.md").write_text(report.markdown(results, out))
+    _say(f"wrote {out / 'bench.md'} ({results['seconds']:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

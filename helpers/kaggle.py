@@ -1,0 +1,363 @@
+"""The Kaggle kernel: one self-contained notebook that trains the Final Model and writes `submission.csv`.
+
+    python -m helpers.kaggle bundle [--out dist/kaggle] [--profile full] [--seed 0] [--user NAME]
+
+writes `<out>/mars-terrain-final-model.ipynb` and `<out>/kernel-metadata.json` (competition
+`an-2-dl-2024-2025-homework-2`, GPU on, internet off), ready for `kaggle kernels push -p <out>`.
+
+The notebook carries the whole `helpers` package — every `helpers/*.py` and `helpers/assets/*` file, as
+one base64 zip — so it needs nothing beyond Kaggle's own image (TensorFlow/Keras, numpy, scikit-learn,
+OpenCV). Everything is embedded because that is simpler than tracking what the train path imports; the
+modules it does not use (`plots`, `pipeline`, `notebook`, `table`, `synthetic`) are never imported, so
+papermill and seaborn are not needed. Its cells: parameters (PROFILE, SEED, INPUT_DIR, OUTPUT_DIR) →
+environment check → unpack the package to `<OUTPUT_DIR>/mars_helpers/helpers/`, first on `sys.path` →
+find `mars_for_students.npz` anywhere under INPUT_DIR → `run("Final Model", data, PROFILE, SEED,
+save_test_set=True)` with every output under OUTPUT_DIR (`MARS_REPORTS`) → copy the run's submission to
+`<OUTPUT_DIR>/submission.csv`, validate it with `read_submission` → `kernel_summary.json`.
+
+Kaggle's image lags this project's pins (recently TensorFlow 2.16–2.18, Keras 3.3–3.8), and the kernel was
+only run with the pins (TensorFlow 2.21, Keras 3.15, Python 3.11, CPU). So the check cell probes features
+rather than version numbers (`compatibility_problems`), before `helpers` is imported, and stops the kernel
+with a list of what is missing. From the Keras changelogs: the Final Model's path needs the `dtype`
+argument of `keras.losses.Loss` (added in Keras 3.4; `helpers.losses` passes it); augmentation entries (not
+the Final Model) need `keras.layers.Pipeline` and augmentation layers that take
+`{"images", "segmentation_masks"}` dicts (the image-preprocessing rework of Keras 3.6–3.7).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import inspect
+import io
+import json
+import re
+import sys
+import zipfile
+from pathlib import Path
+
+from helpers.paths import REPO_ROOT
+
+COMPETITION = "an-2-dl-2024-2025-homework-2"
+TITLE = "Mars Terrain Final Model"
+SLUG = TITLE.lower().replace(" ", "-")  # Kaggle's rule: the slug is the title, lowercased, spaces -> dashes
+PLACEHOLDER_USER = "your-kaggle-username"
+DEFAULT_OUT = REPO_ROOT / "dist" / "kaggle"
+PACKAGE_DIR = REPO_ROOT / "helpers"
+DATA_FILENAME = "mars_for_students.npz"
+SUMMARY_FILENAME = "kernel_summary.json"
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same sources give the same bundle
+_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+class KernelError(ValueError):
+    """The kernel cannot run or the bundle cannot be made; the message names the problem and the fix."""
+
+
+def compatibility_problems(uses_augmentation: bool = False) -> list[str]:
+    """What this Python/Keras lacks for the kernel, one line each (empty when everything is there).
+
+    Self-contained (imports inside, no `helpers` import): the kernel runs this function's source before
+    unpacking `helpers`, whose import would already fail on an image without Keras 3.
+    """
+    import importlib
+    import inspect
+    import platform
+    import sys
+
+    problems = []
+    if sys.version_info < (3, 10):
+        problems.append(f"Python {platform.python_version()}: helpers needs Python 3.10 or newer")
+    for module in ("numpy", "tensorflow", "cv2", "sklearn"):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            problems.append(f"{module} cannot be imported ({exc})")
+    try:
+        import keras
+    except ImportError as exc:
+        return [*problems, f"keras cannot be imported ({exc})"]
+    version = keras.__version__
+    if int(version.split(".")[0]) < 3:
+        return [*problems, f"Keras {version}: Keras 3 is needed (TensorFlow 2.16 or newer ships it)"]
+    if keras.backend.backend() != "tensorflow":
+        problems.append(f"Keras backend {keras.backend.backend()!r}: set KERAS_BACKEND=tensorflow")
+    if "dtype" not in inspect.signature(keras.losses.Loss.__init__).parameters:
+        problems.append(f"Keras {version}: keras.losses.Loss takes no dtype argument, which helpers.losses "
+                        "passes (added in Keras 3.4)")
+    if uses_augmentation:
+        if not hasattr(keras.layers, "Pipeline"):
+            problems.append(f"Keras {version}: no keras.layers.Pipeline, which helpers.augment uses "
+                            "(it came with the image-layer rework of Keras 3.6-3.7)")
+        else:
+            import numpy as np
+
+            zeros = np.zeros((1, 4, 4, 1), "float32")
+            batch = {"images": zeros, "segmentation_masks": zeros}
+            try:
+                moved = keras.layers.RandomFlip("horizontal", seed=0)(batch, training=True)
+            except Exception as exc:  # noqa: BLE001 - any failure means the feature is missing
+                moved = exc
+            if not (isinstance(moved, dict) and "segmentation_masks" in moved):
+                problems.append(f"Keras {version}: augmentation layers do not take {{'images', 'segmentation_masks'}} "
+                                "dicts, which helpers.augment uses (they came with Keras 3.6-3.7)")
+    return problems
+
+
+def library_versions() -> dict[str, str]:
+    """Python and library versions and the GPUs TensorFlow sees (self-contained, like `compatibility_problems`)."""
+    import importlib
+    import platform
+
+    versions = {"python": platform.python_version()}
+    for module in ("tensorflow", "keras", "numpy", "cv2", "sklearn"):
+        try:
+            versions[module] = importlib.import_module(module).__version__
+        except ImportError:
+            versions[module] = "missing"
+    try:
+        import tensorflow as tf
+
+        versions["gpus"] = ", ".join(gpu.name for gpu in tf.config.list_physical_devices("GPU")) or "none"
+    except ImportError:
+        versions["gpus"] = "unknown"
+    return versions
+
+
+def find_competition_file(input_dir) -> Path:
+    """The first `mars_for_students.npz` (sorted paths) anywhere under `input_dir`, e.g. /kaggle/input."""
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise KernelError(f"input folder {root} does not exist: attach the competition data "
+                          f"(Add Input → Competitions → {COMPETITION}) or set INPUT_DIR")
+    found = sorted(root.glob(f"**/{DATA_FILENAME}"))
+    if not found:
+        raise KernelError(f"no {DATA_FILENAME} under {root}: attach the competition data "
+                          f"(Add Input → Competitions → {COMPETITION}) or set INPUT_DIR to the folder holding it")
+    return found[0]
+
+
+def kernel_summary(record: dict, submission, rows: int) -> dict:
+    """What the kernel ran and left, as JSON-ready data: where `helpers` came from, versions, scores, submission."""
+    import helpers
+
+    modules = {name: getattr(module, "__file__", None) for name, module in sorted(sys.modules.items())
+               if name == "helpers" or name.startswith("helpers.")}
+    return {"helpers_file": helpers.__file__, "helpers_modules": modules, "versions": record["versions"],
+            "device": record["device_name"], "profile": record["profile"]["name"], "seed": record["seed"],
+            "data": record["data"], "run_key": record["key"], "training": {
+                k: record["training"][k] for k in ("epochs_run", "best_epoch", "best_val_competition_miou", "seconds")},
+            "test": {k: record["test"][k] for k in ("competition_miou", "miou_1_4", "per_class_iou")},
+            "leaderboard": record["leaderboard"], "submission": str(submission), "submission_rows": int(rows)}
+
+
+def package_archive(package_dir=PACKAGE_DIR) -> bytes:
+    """A zip of `helpers/*.py` and `helpers/assets/**` (paths `helpers/...`), byte-identical for the same sources."""
+    package_dir = Path(package_dir)
+    files = sorted(package_dir.glob("*.py")) + sorted(p for p in (package_dir / "assets").rglob("*") if p.is_file())
+    if not (package_dir / "__init__.py").is_file():
+        raise KernelError(f"{package_dir} is not the helpers package (no __init__.py): bundle from the repository")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in files:
+            info = zipfile.ZipInfo(f"helpers/{path.relative_to(package_dir).as_posix()}", date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, path.read_bytes(), compresslevel=9)
+    return buffer.getvalue()
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise KernelError(f"seed must be a non-negative integer, got {seed!r}")
+    return seed
+
+
+def _check_user(user: str) -> str:
+    if not isinstance(user, str) or not _USER.fullmatch(user):
+        raise KernelError(f"Kaggle username {user!r} is not valid: pass the name in your profile URL, "
+                          "letters, digits, '-' or '_' (e.g. --user jane-doe)")
+    return user
+
+
+_INTRO = """# Mars terrain segmentation — Final Model → `submission.csv`
+
+Trains the study's **Final Model** (global/local dual UNet on the image and its threshold, edge, Laplacian and
+Haar-wavelet channels; HeNormal init; big-rock Poisson blending; the report's loss mix with dynamic weights;
+AdamW with warm-up and cosine decay) on `mars_for_students.npz`, predicts the whole test set and writes
+`{output}/submission.csv` for competition `{competition}`.
+
+Generated by `python -m helpers.kaggle bundle --profile {profile}` from the project's `helpers` package
+(version {version}), which is embedded below: nothing is installed or downloaded. Outputs: the run folder under
+`{output}/runs/` (record, history, best model, test-set predictions), `submission.csv` and `{summary}`.
+Profiles: `smoke` (seconds, a check), `quick` (minutes), `full` (the report's settings; on a GPU, hours at most)."""
+
+_PARAMETERS = '''PROFILE = "{profile}"  # smoke | quick | full (the report's settings)
+SEED = {seed}  # one training run per seed
+INPUT_DIR = "/kaggle/input"  # searched recursively for mars_for_students.npz
+OUTPUT_DIR = "/kaggle/working"  # submission.csv, the run folder and kernel_summary.json go here'''
+
+_CHECK = '''{compatibility_problems}
+
+{library_versions}
+
+for library, version in library_versions().items():
+    print(f"{{library:>10}}: {{version}}")
+PROBLEMS = compatibility_problems(uses_augmentation={uses_augmentation})
+for problem in PROBLEMS:
+    print("MISSING:", problem)
+if PROBLEMS:
+    raise RuntimeError("this image lacks what the kernel needs (listed above): in the Kaggle editor choose "
+                       "Settings → Environment → 'Always use latest environment' and run again")'''
+
+_ARCHIVE = '''# The helpers package ({n_files} files from helpers/ and helpers/assets/), zipped and base64-encoded.
+HELPERS_ZIP_SHA256 = "{sha256}"
+HELPERS_ZIP_BASE64 = "{blob}"'''
+
+_UNPACK = '''import base64, hashlib, io, os, shutil, sys, zipfile
+from pathlib import Path
+
+archive = base64.b64decode(HELPERS_ZIP_BASE64)
+if hashlib.sha256(archive).hexdigest() != HELPERS_ZIP_SHA256:
+    raise RuntimeError("the embedded helpers archive is damaged: bundle again with `python -m helpers.kaggle bundle`")
+OUTPUT = Path(OUTPUT_DIR).resolve()
+HELPERS_ROOT = OUTPUT / "mars_helpers"
+shutil.rmtree(HELPERS_ROOT / "helpers", ignore_errors=True)
+with zipfile.ZipFile(io.BytesIO(archive)) as bundle:
+    bundle.extractall(HELPERS_ROOT)
+sys.path.insert(0, str(HELPERS_ROOT))
+for name in [name for name in sys.modules if name == "helpers" or name.startswith("helpers.")]:
+    del sys.modules[name]  # a rerun in the same session imports the fresh copy
+
+os.environ["MARS_REPORTS"] = str(OUTPUT)  # records, run folders
+os.environ["MARS_DATA_DIR"] = str(OUTPUT / "mars_data")  # the stored split
+os.environ["MARS_KAGGLE_INPUT"] = str(INPUT_DIR)
+os.environ.pop("MARS_DATA", None)
+
+import helpers
+
+if not Path(helpers.__file__).resolve().is_relative_to(HELPERS_ROOT):
+    raise RuntimeError(f"imported helpers from {helpers.__file__}, not the embedded copy in {HELPERS_ROOT}")
+print(f"helpers {helpers.__version__} from {helpers.__file__}")'''
+
+_DATA = '''from helpers.data import load_mars
+from helpers.kaggle import find_competition_file
+
+DATA_PATH = find_competition_file(INPUT_DIR)
+data = load_mars(DATA_PATH)
+print(data)'''
+
+_TRAIN = '''from helpers.train import FINAL_ENTRY, run
+
+record = run(FINAL_ENTRY, data, PROFILE, SEED, save_test_set=True, verbose=2)
+training = record["training"]
+print(f"{FINAL_ENTRY}: {training['epochs_run']} epochs in {training['seconds']:.0f} s on {record['device_name']}; "
+      f"held-out test split: competition mIoU {record['test']['competition_miou']:.4f}, "
+      f"mIoU 1-4 {record['test']['miou_1_4']:.4f}")'''
+
+_SUBMIT = '''from helpers.kaggle import SUMMARY_FILENAME, kernel_summary
+from helpers.records import run_dir, write_json_atomic
+from helpers.submission import read_submission
+
+SUBMISSION = OUTPUT / "submission.csv"
+shutil.copyfile(run_dir(FINAL_ENTRY, record["key"]) / "submission.csv", SUBMISSION)
+ids, predicted = read_submission(SUBMISSION, n_images=len(data.test_images))
+write_json_atomic(OUTPUT / SUMMARY_FILENAME, kernel_summary(record, SUBMISSION, len(ids)))
+shares = [f"{(predicted == c).mean():.1%}" for c in range(5)]
+print(f"{SUBMISSION}: {len(ids)} rows, valid; predicted class shares (0..4): {', '.join(shares)}")'''
+
+
+def build_notebook(profile: str = "full", seed: int = 0):
+    """The kernel notebook (an `nbformat` v4 node, no outputs) with `profile` and `seed` as parameter defaults."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    import helpers
+    from helpers.experiments import resolve
+    from helpers.profiles import get_profile
+    from helpers.train import FINAL_ENTRY
+
+    get_profile(profile)
+    seed = _check_seed(seed)
+    archive = package_archive()
+    with zipfile.ZipFile(io.BytesIO(archive)) as listing:
+        n_files = len(listing.namelist())
+    cells = [
+        new_markdown_cell(_INTRO.format(output="/kaggle/working", competition=COMPETITION, profile=profile,
+                                        version=helpers.__version__, summary=SUMMARY_FILENAME)),
+        new_code_cell(_PARAMETERS.format(profile=profile, seed=seed), metadata={"tags": ["parameters"]}),
+        new_markdown_cell("## Environment\nLibrary versions, then a check that this image has every feature the "
+                          "kernel uses (it stops here, saying what is missing, on an image that is too old)."),
+        new_code_cell(_CHECK.format(compatibility_problems=inspect.getsource(compatibility_problems).strip(),
+                                    library_versions=inspect.getsource(library_versions).strip(),
+                                    uses_augmentation=bool(resolve(FINAL_ENTRY)["augment"]))),
+        new_markdown_cell("## The `helpers` package\nEmbedded as one zip; unpacked into `OUTPUT_DIR/mars_helpers/` "
+                          "and imported from there, ahead of any installed copy."),
+        new_code_cell(_ARCHIVE.format(n_files=n_files, sha256=hashlib.sha256(archive).hexdigest(),
+                                      blob=base64.b64encode(archive).decode("ascii"))),
+        new_code_cell(_UNPACK),
+        new_markdown_cell("## Data\nThe first `mars_for_students.npz` found anywhere under `INPUT_DIR`."),
+        new_code_cell(_DATA),
+        new_markdown_cell("## Train the Final Model\nThe profile sets data caps, width, epochs and patience; early "
+                          "stopping watches the validation competition mIoU and restores the best weights. The "
+                          "whole competition test set is predicted at the end."),
+        new_code_cell(_TRAIN),
+        new_markdown_cell("## Submission\nCopied to `OUTPUT_DIR/submission.csv` and read back strictly (header, "
+                          "ids 0..N-1 in order, 8192 class ids per row); a summary of the run goes beside it."),
+        new_code_cell(_SUBMIT),
+    ]
+    notebook = new_notebook(cells=cells, metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"}})
+    nbformat.validate(notebook)
+    return notebook
+
+
+def kernel_metadata(user: str = PLACEHOLDER_USER) -> dict:
+    """`kernel-metadata.json` for `kaggle kernels push`: private GPU notebook on the competition's data."""
+    return {"id": f"{_check_user(user)}/{SLUG}", "title": TITLE, "code_file": f"{SLUG}.ipynb",
+            "language": "python", "kernel_type": "notebook", "is_private": True, "enable_gpu": True,
+            "enable_internet": False, "competition_sources": [COMPETITION], "dataset_sources": [],
+            "kernel_sources": []}
+
+
+def bundle(out=DEFAULT_OUT, profile: str = "full", seed: int = 0, user: str = PLACEHOLDER_USER) -> dict[str, Path]:
+    """Write the kernel notebook and its `kernel-metadata.json` into `out`; returns both paths."""
+    import nbformat
+
+    metadata = kernel_metadata(user)
+    notebook = build_notebook(profile, seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    notebook_path = out / metadata["code_file"]
+    nbformat.write(notebook, notebook_path)
+    metadata_path = out / "kernel-metadata.json"
+    metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")
+    return {"notebook": notebook_path, "metadata": metadata_path}
+
+
+def main(argv=None) -> int:
+    """`python -m helpers.kaggle bundle ...`: write the kernel; bad arguments print one line and return 2."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.kaggle", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    command = commands.add_parser("bundle", help="write the kernel notebook and kernel-metadata.json")
+    command.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: dist/kaggle)")
+    command.add_argument("--profile", default="full", help="profile the kernel runs: smoke, quick or full (default)")
+    command.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    command.add_argument("--user", default=PLACEHOLDER_USER, help="your Kaggle username, for the kernel id")
+    args = parser.parse_args(argv)
+    try:
+        paths = bundle(args.out, args.profile, args.seed, args.user)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    size = paths["notebook"].stat().st_size / 1024
+    print(f"notebook: {paths['notebook']} ({size:.0f} KiB)\nmetadata: {paths['metadata']}")
+    if args.user == PLACEHOLDER_USER:
+        print(f"next: put your Kaggle username in {paths['metadata'].name} (or bundle again with --user NAME), then")
+    print(f"      kaggle kernels push -p {paths['metadata'].parent}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

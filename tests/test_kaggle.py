@@ -1,0 +1,156 @@
+"""The Kaggle kernel bundle: metadata, the embedded package, the compatibility probe, and a headless run."""
+import ast
+import base64
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import keras
+import nbformat
+import numpy as np
+import pytest
+
+from helpers.kaggle import (COMPETITION, SUMMARY_FILENAME, KernelError, bundle, compatibility_problems,
+                            find_competition_file, main)
+from helpers.paths import REPO_ROOT
+from helpers.submission import read_submission, score_submission
+
+REPO_PACKAGE = REPO_ROOT / "helpers"
+
+
+@pytest.fixture(scope="module")
+def bundled(tmp_path_factory):
+    return bundle(tmp_path_factory.mktemp("dist") / "kaggle", profile="quick", seed=2, user="jane-doe")
+
+
+def _code_cells(notebook_path):
+    return [cell for cell in nbformat.read(notebook_path, as_version=4).cells if cell.cell_type == "code"]
+
+
+def _repo_package_files() -> dict[str, bytes]:
+    files = [*REPO_PACKAGE.glob("*.py"), *(p for p in (REPO_PACKAGE / "assets").rglob("*") if p.is_file())]
+    return {p.relative_to(REPO_PACKAGE).as_posix(): p.read_bytes() for p in files}
+
+
+def test_metadata_names_the_competition_and_the_kernel_file(bundled):
+    metadata = json.loads(bundled["metadata"].read_text())
+    assert metadata == {
+        "id": "jane-doe/mars-terrain-final-model", "title": "Mars Terrain Final Model",
+        "code_file": "mars-terrain-final-model.ipynb", "language": "python", "kernel_type": "notebook",
+        "is_private": True, "enable_gpu": True, "enable_internet": False,
+        "competition_sources": ["an-2-dl-2024-2025-homework-2"], "dataset_sources": [], "kernel_sources": []}
+    assert bundled["notebook"] == bundled["metadata"].parent / metadata["code_file"]
+    assert metadata["id"].split("/")[1] == metadata["title"].lower().replace(" ", "-")  # Kaggle's slug rule
+
+
+def test_notebook_has_one_parameters_cell_and_imports_neither_papermill_nor_seaborn(bundled):
+    import papermill
+
+    declared = papermill.inspect_notebook(str(bundled["notebook"]))
+    assert set(declared) == {"PROFILE", "SEED", "INPUT_DIR", "OUTPUT_DIR"}
+    assert declared["PROFILE"]["default"] == '"quick"' and declared["SEED"]["default"] == "2"
+    cells = _code_cells(bundled["notebook"])
+    assert sum("parameters" in cell.metadata.get("tags", []) for cell in cells) == 1
+    assert all(not cell.outputs and cell.execution_count is None for cell in cells)
+    imported = set()
+    for cell in cells:
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported.add(node.module.split(".")[0])
+    assert "helpers" in imported and not imported & {"papermill", "seaborn", "pip", "subprocess"}
+
+
+def test_embedded_archive_is_the_whole_package_byte_for_byte(bundled):
+    namespace = {}
+    archive_cell = next(cell for cell in _code_cells(bundled["notebook"]) if "HELPERS_ZIP_BASE64 =" in cell.source)
+    exec(archive_cell.source, namespace)
+    archive = base64.b64decode(namespace["HELPERS_ZIP_BASE64"])
+    assert hashlib.sha256(archive).hexdigest() == namespace["HELPERS_ZIP_SHA256"]
+    with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+        embedded = {name.removeprefix("helpers/"): zipped.read(name) for name in zipped.namelist()}
+    assert embedded == _repo_package_files()
+    assert {"train.py", "submission.py", "kaggle.py", "assets/alien_mask.npy"} <= set(embedded)
+
+
+def test_command_line_sets_the_user_and_refuses_bad_arguments(tmp_path, capsys):
+    assert main(["bundle", "--out", str(tmp_path), "--user", "alice", "--profile", "smoke"]) == 0
+    assert json.loads((tmp_path / "kernel-metadata.json").read_text())["id"] == "alice/mars-terrain-final-model"
+    assert "kaggle kernels push -p" in capsys.readouterr().out
+    for bad in (["--user", "alice/bob"], ["--user", "two words"], ["--profile", "fast"], ["--seed", "-1"]):
+        assert main(["bundle", "--out", str(tmp_path / "bad"), *bad]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("error: ") and error.count("\n") == 1
+    assert not (tmp_path / "bad").exists()
+
+
+def test_compatibility_probe_names_what_an_older_keras_lacks(monkeypatch):
+    assert compatibility_problems() == []
+    assert compatibility_problems(uses_augmentation=True) == []
+
+    def keras_3_3_loss_init(self, name=None, reduction="sum_over_batch_size"):  # Loss before Keras 3.4
+        self.name, self.reduction = name, reduction
+
+    monkeypatch.setattr(keras.losses.Loss, "__init__", keras_3_3_loss_init)
+    [problem] = compatibility_problems()
+    assert "dtype" in problem and "3.4" in problem
+    monkeypatch.undo()
+    monkeypatch.delattr(keras.layers, "Pipeline")
+    assert compatibility_problems() == []
+    [problem] = compatibility_problems(uses_augmentation=True)
+    assert "Pipeline" in problem
+
+
+def test_competition_file_is_found_anywhere_below_the_input_folder(tmp_path):
+    with pytest.raises(KernelError, match="does not exist"):
+        find_competition_file(tmp_path / "missing")
+    with pytest.raises(KernelError, match=COMPETITION):
+        find_competition_file(tmp_path)
+    nested = tmp_path / "competitions" / COMPETITION / "mars_for_students.npz"
+    nested.parent.mkdir(parents=True)
+    nested.write_bytes(b"")
+    assert find_competition_file(tmp_path) == nested
+
+
+@pytest.mark.slow
+def test_bundled_kernel_runs_headless_on_a_fake_kaggle_input(bundled, tmp_path, monkeypatch):
+    """The notebook, run by a fresh `python3` kernel in smoke profile, trains and leaves a valid submission.
+
+    The kernel runs in the output folder with no MARS_* or PYTHONPATH variables; the repository's editable
+    install stays visible to its interpreter, so the embedded copy must win on its own.
+    """
+    import papermill
+    from helpers import synthetic
+
+    input_dir, output_dir = tmp_path / "kaggle" / "input", tmp_path / "kaggle" / "working"
+    data_path, labels_path = synthetic.write(input_dir / "some-competition" / "mars_for_students.npz",
+                                             n_train=300, n_test=48, seed=3)
+    output_dir.mkdir(parents=True)
+    for name in ("MARS_DATA", "MARS_DATA_DIR", "MARS_REPORTS", "MARS_KAGGLE_INPUT", "PYTHONPATH"):
+        monkeypatch.delenv(name, raising=False)
+    papermill.execute_notebook(str(bundled["notebook"]), str(tmp_path / "executed.ipynb"), kernel_name="python3",
+                               parameters={"PROFILE": "smoke", "SEED": 0, "INPUT_DIR": str(input_dir),
+                                           "OUTPUT_DIR": str(output_dir)},
+                               cwd=str(output_dir), progress_bar=False)
+
+    summary = json.loads((output_dir / SUMMARY_FILENAME).read_text())
+    embedded = (output_dir / "mars_helpers" / "helpers").resolve()
+    assert Path(summary["helpers_file"]).resolve() == embedded / "__init__.py"
+    assert {"helpers.train", "helpers.submission", "helpers.kaggle"} <= set(summary["helpers_modules"])
+    assert all(Path(path).resolve().parent == embedded for path in summary["helpers_modules"].values())
+    assert {name: (embedded / name).read_bytes() for name in _repo_package_files()} == _repo_package_files()
+    assert summary["profile"] == "smoke" and Path(summary["data"]["path"]) == data_path.resolve()
+    assert list((output_dir / "mars_data" / "splits").glob("*.json"))
+
+    ids, masks = read_submission(output_dir / "submission.csv", n_images=48)
+    assert summary["submission_rows"] == 48 and ids.tolist() == list(range(48))
+    run_folder = output_dir / "runs" / f"final-model__{summary['run_key']}"
+    np.testing.assert_array_equal(masks, np.load(run_folder / "test_set_predictions.npz")["y_pred"])
+    scored = score_submission(output_dir / "submission.csv", labels_path)
+    assert scored["n_images"] == 48 and 0.0 <= scored["competition_miou"] <= 1.0
+    in_kernel = summary["leaderboard"]["all"]
+    assert scored["competition_miou"] == pytest.approx(in_kernel["competition_miou"])
+    assert scored["confusion_matrix"] == in_kernel["confusion_matrix"]
