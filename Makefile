@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?= quick
 
-.PHONY: setup test table1 kernel clean-venv
+.PHONY: setup test table1 bench kernel clean-venv
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ test: $(STAMP)
 
 table1: $(STAMP)
 	$(PY) -m helpers.pipeline --profile $(PROFILE)
+
+# Speed figures of this machine (training, inference, CSV, smoke pipeline) → reports/bench.md; not part of `test`.
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
 
 # The self-contained Kaggle kernel (dist/kaggle/): see README, "Submit on Kaggle".
 kernel: $(STAMP)

@@ -5,7 +5,8 @@ import json
 from pathlib import Path
 
 from benchmarks.flops import TRAINING_FACTOR
-from helpers.inference import BATCH_SIZES
+from helpers.device import choose_settings
+from helpers.inference import BATCH_SIZES, choose_inference_settings
 from helpers.paths import reports_dir
 
 TEST_SET_IMAGES = 10022
@@ -100,7 +101,8 @@ def _pipelines(results: dict) -> str:
     if smoke:
         lines.append(f"- Smoke pipeline (`python -m helpers.pipeline --profile smoke` on a synthetic set of "
                      f"{smoke['data']['n_train']} training / {smoke['data']['n_test']} test images, into a temp "
-                     f"folder): **{smoke['seconds']:.0f} s** wall, exit code {smoke['returncode']}, on "
+                     f"folder): **{smoke['seconds']:.0f} s** wall, exit code {smoke['returncode']}, peak memory "
+                     f"{smoke['peak_memory_mb']:.0f} MiB, on "
                      f"{results['device']}.")
     else:
         lines.append("- Smoke pipeline: not measured in this run (`--skip-pipeline`).")
@@ -118,41 +120,55 @@ def _pipelines(results: dict) -> str:
 
 
 def _memory(results: dict) -> str:
-    return _table(["after", "this process, MiB", "child processes, MiB", "device"],
-                  [[section, f"{m['self']:.0f}", f"{m['children']:.0f}", results["device"]]
-                   for section, m in results["memory"].items()])
+    rows = [[f"this process, after {part}", f"{mb:.0f}", results["device"]] for part, mb in results["memory"].items()]
+    if results.get("smoke_pipeline"):
+        rows.append(["smoke pipeline (child process and its notebook kernels)",
+                     f"{results['smoke_pipeline']['peak_memory_mb']:.0f}", results["device"]])
+    return _table(["peak resident memory of", "MiB", "device"], rows)
+
+
+def _choices() -> str:
+    """The per-device decisions as the code makes them (`choose_settings`, `choose_inference_settings`)."""
+    cpu = {"device_type": "cpu", "gpus": [], "tpu_cores": 0, "cores": 2, "cpu_model": "", "replicas": 1}
+    gpu = {**cpu, "device_type": "gpu", "gpus": [{"name": "", "compute_capability": (8, 0)}]}
+    train = {kind: choose_settings(facts) for kind, facts in (("cpu", cpu), ("gpu", gpu))}
+    infer = {kind: choose_inference_settings(facts) for kind, facts in (("cpu", cpu), ("gpu", gpu))}
+    on = lambda flag: "on" if flag else "off"  # noqa: E731
+    return _table(["choice", "CPU (2 cores)", "one GPU, compute capability ≥ 7 (not measured)", "turned off by"], [
+        ["XLA in training", on(train["cpu"]["jit_compile"]), on(train["gpu"]["jit_compile"]),
+         "`configure(xla=False)`, `--xla off`"],
+        ["mixed precision", train["cpu"]["mixed_precision"], train["gpu"]["mixed_precision"],
+         "`configure(mixed_precision=False)`, `--mixed-precision off`"],
+        ["thread pools (intra/inter)", f"{train['cpu']['intra_op_threads']}/{train['cpu']['inter_op_threads']}",
+         "cores/2", "`configure(threads=False)`, `--threads off`"],
+        ["XLA in inference", on(infer["cpu"]["jit_compile"]), on(infer["gpu"]["jit_compile"]),
+         "`predict_labels(..., jit_compile=False)`"],
+        ["inference batch", infer["cpu"]["batch_size"], infer["gpu"]["batch_size"],
+         "`predict_labels(..., batch_size=N)`"]])
 
 
 def markdown(results: dict, out: Path) -> str:
     """The whole report as Markdown."""
     settings = results["settings"]
+    inference_xla = choose_inference_settings({"device_type": settings["device_type"]})["jit_compile"]
     flops = ", ".join(f"{name} {value / 1e9:.3f}" for name, value in results["flops"].items())
     fast = ("\n> **`--fast` run: tiny image counts and one repeat; these figures only check the script.**\n"
             if results["fast"] else "")
     return f"""# Benchmarks
 {fast}
-Written by `{results['command']}` (`make bench`) on {results['started_at']} in {results['seconds'] / 60:.1f} min;
-TensorFlow {results['versions']['tensorflow']}, Keras {results['versions']['keras']}, Python {results['versions']['python']}.
-Raw figures: `{out.name}/bench.json`.
+Written by `{results['command']}` on {results['started_at']}, {results['seconds'] / 60:.1f} min in all; TensorFlow {results['versions']['tensorflow']}, Keras {results['versions']['keras']}, Python {results['versions']['python']}. Raw figures: `{out.name}/bench.json`.
 
-**Device: {results['device']}.** Every figure below was measured on it. No GPU was lent to this task:
-**GPU figures: not measured.** Settings chosen for it by `helpers.device.configure`: XLA
-{'on' if settings['jit_compile'] else 'off'}, policy {settings['mixed_precision']}, intra-/inter-op threads
-{settings['intra_op_threads']}/{settings['inter_op_threads']}; inference batch {BATCH_SIZES[settings['device_type']]},
-XLA on (`helpers.inference`). Inputs are synthetic images of the real shape (64×128, full-width models);
-speed does not depend on the pixel values.
+**Device: {results['device']}.** Every figure below was measured on it. No GPU was lent to this task: **GPU figures: not measured.**
+
+Settings `helpers.device.configure` chose for this device: XLA {'on' if settings['jit_compile'] else 'off'}, dtype policy {settings['mixed_precision']}, intra-/inter-op threads {settings['intra_op_threads']}/{settings['inter_op_threads']}; `helpers.inference` chooses batch {BATCH_SIZES[settings['device_type']]} with XLA {'on' if inference_xla else 'off'}. Inputs are synthetic images of the real shape (64×128) for full-width models; speed does not depend on the pixel values.
 
 ## Device peak and work per image
 
-Measured float32 peak (2048×2048 matmul): **{results['matmul_gflops']:.0f} GFLOP/s**. Forward GFLOP per image
-(Conv2D and Dense multiply-adds × 2, `benchmarks/flops.py`): {flops}; a training step costs about
-{TRAINING_FACTOR}× the forward pass.
+Measured float32 peak (best 4096×4096 matmul): **{results['matmul_gflops']:.0f} GFLOP/s**. Forward GFLOP per image (Conv2D and Dense multiply-adds × 2, `benchmarks/flops.py`): {flops}; a training step costs about {TRAINING_FACTOR}× the forward pass.
 
 ## Training throughput (the project's pipeline against the plain peer way, same process)
 
-Same model, loss, optimizer, metrics and batch both ways; *ours* = built in `helpers.device.strategy()`'s
-scope, XLA as `configure` chose, tf.data input; *peer* = numpy arrays into `model.fit`, `jit_compile=False`.
-Images/s of one epoch, median over the epochs after the first (warm-up, with tracing and compilation).
+Same model, loss, optimizer, metrics and batch both ways; *ours* = built in `helpers.device.strategy()`'s scope, XLA as `configure` chose, tf.data input; *peer* = numpy arrays into `model.fit`, `jit_compile=False`. Images/s of one epoch, median over the epochs after the first (the warm-up, with tracing and compilation). Both share the process and its thread pools (TensorFlow sizes its default pools by the schedulable CPUs, 2 here, as `configure` does).
 
 {_training(results)}
 
@@ -178,11 +194,5 @@ throughput was measured (one CPU device, no accelerator lent).
 
 ## What is chosen per device, and the flags that turn it off
 
-| choice | CPU (measured here) | GPU (not measured) | off |
-|---|---|---|---|
-| XLA in training | on | on (one GPU) | `configure(xla=False)`, `--xla off` |
-| mixed precision | float32 | mixed_float16 (compute capability ≥ 7.0) | `configure(mixed_precision=False)`, `--mixed-precision off` |
-| thread pools | intra = visible cores, inter = 2 | same | `configure(threads=False)`, `--threads off` |
-| inference XLA | on | on | `predict_labels(..., jit_compile=False)` |
-| inference batch | {BATCH_SIZES['cpu']} | {BATCH_SIZES['gpu']} | `predict_labels(..., batch_size=N)` |
+{_choices()}
 """

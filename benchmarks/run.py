@@ -16,13 +16,23 @@ import sys
 import time
 from pathlib import Path
 
+import keras
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import flops, prediction, report, timing, training
+from benchmarks.smoke_pipeline import smoke_pipeline_seconds
+from helpers import synthetic
 from helpers.device import configure
+from helpers.experiments import resolve
+from helpers.models import build_model
+from helpers.paths import reports_dir
 
 FULL = {
     "train": {"Baseline": {"images": 128, "batch_size": 64, "repeats": 3},
               "Final Model": {"images": 32, "batch_size": 32, "repeats": 2}},
     "test_images": 10022, "peer_predict_images": 1024, "final_predict_images": 256,
-    "sweep_images": 256, "sweep_batch_sizes": (32, 64, 128, 256), "pandas_rows": 300,
+    "sweep_images": 256, "sweep_batch_sizes": (8, 16, 32, 64, 128), "pandas_rows": 300,
 }
 FAST = {
     "train": {"Baseline": {"images": 8, "batch_size": 4, "repeats": 1},
@@ -39,15 +49,11 @@ def _say(line: str) -> None:
 
 def _training_data(n: int):
     """Synthetic training images (float32 in [0, 1]) and masks of the real shape and class mix."""
-    from helpers import synthetic
-
     arrays = synthetic.generate(n_train=max(n, 8), n_test=2, seed=0)["training_set"][:n]
     return (arrays[:, 0] / 255).astype("float32"), arrays[:, 1].astype("uint8")
 
 
 def _benchmark_training(sizes, settings, results, device):
-    from benchmarks import training
-
     results["training"] = {}
     for name in MODELS:
         size = sizes["train"][name]
@@ -63,29 +69,23 @@ def _benchmark_training(sizes, settings, results, device):
                  f"(batch {run['batch_size']}, epochs {run['seconds']} s, first = warm-up)")
 
 
-def _benchmark_prediction(sizes, results, device):
-    import numpy as np
-
-    from benchmarks import prediction
-    from helpers.experiments import resolve
-    from helpers.models import build_model
-
+def _benchmark_prediction(sizes, results, device, jit_compile):
     rng = np.random.default_rng(0)
     test_images = rng.random((sizes["test_images"], 64, 128), dtype=np.float32)
     baseline = build_model(**resolve("Baseline")["model"])
 
     sweep = []
-    for jit_compile in (True, False):
-        for batch_size in sizes["sweep_batch_sizes"] if jit_compile else sizes["sweep_batch_sizes"][1:2]:
+    for xla in (True, False):
+        for batch_size in sizes["sweep_batch_sizes"]:
             run = prediction.ours(baseline, test_images[:sizes["sweep_images"]], batch_size=batch_size,
-                                  jit_compile=jit_compile)
+                                  jit_compile=xla)
             run.pop("labels")
             sweep.append(run)
-            _say(f"[{device}] inference sweep, Baseline, XLA {jit_compile}, batch {batch_size}: "
+            _say(f"[{device}] inference sweep, Baseline, XLA {xla}, batch {batch_size}: "
                  f"{run['per_second']:.1f} images/s")
     results["inference_sweep"] = sweep
 
-    ours = prediction.ours(baseline, test_images)
+    ours = prediction.ours(baseline, test_images, jit_compile=jit_compile)
     labels = ours.pop("labels")
     _say(f"[{device}] inference Baseline, ours, {ours['items']} images: {ours['per_second']:.1f} images/s, "
          f"{ours['seconds']:.1f} s (+ {ours['warmup_seconds']:.1f} s compile)")
@@ -94,7 +94,7 @@ def _benchmark_prediction(sizes, results, device):
     _say(f"[{device}] inference Baseline, peer (model.predict + argmax), {peer['items']} images: "
          f"{peer['per_second']:.1f} images/s; labels agree with ours on {agree:.5%} of pixels")
     final = build_model(**resolve("Final Model")["model"])
-    final_ours = prediction.ours(final, test_images[:sizes["final_predict_images"]])
+    final_ours = prediction.ours(final, test_images[:sizes["final_predict_images"]], jit_compile=jit_compile)
     final_ours.pop("labels")
     _say(f"[{device}] inference Final Model, ours, {final_ours['items']} images: "
          f"{final_ours['per_second']:.1f} images/s")
@@ -113,22 +113,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="tiny image counts and repeats (checks the script only)")
     parser.add_argument("--skip-pipeline", action="store_true", help="leave out the smoke pipeline's wall time")
-    parser.add_argument("--xla", choices=("auto", "off"), default="auto", help="XLA for training (per device)")
+    parser.add_argument("--xla", choices=("auto", "off"), default="auto", help="XLA in training and inference (auto: per device)")
     parser.add_argument("--mixed-precision", choices=("auto", "off"), default="auto")
     parser.add_argument("--threads", choices=("auto", "off"), default="auto")
     parser.add_argument("--out", help="folder for bench.md and bench.json (default: reports/)")
     args = parser.parse_args(argv)
     off = lambda value: False if value == "off" else "auto"  # noqa: E731
+    # First, before TensorFlow runs an op: thread pools and the dtype policy are fixed from then on.
     settings = configure(xla=off(args.xla), mixed_precision=off(args.mixed_precision), threads=off(args.threads))
-
-    import keras
-    import tensorflow as tf
-
-    from benchmarks import flops, report, timing
-    from helpers.experiments import resolve
-    from helpers.models import build_model
-    from helpers.paths import reports_dir
-
     keras.utils.set_random_seed(0)
     sizes = FAST if args.fast else FULL
     device = settings["device"]
@@ -140,7 +132,7 @@ def main(argv=None) -> int:
                "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "memory": {}}
     _say(f"device: {device}; settings: {json.dumps(settings)}")
 
-    results["matmul_gflops"] = timing.matmul_gflops(512 if args.fast else 2048)
+    results["matmul_gflops"] = timing.matmul_gflops(1024 if args.fast else 4096)
     results["flops"] = {name: flops.forward_flops(build_model(**resolve(name)["model"])) for name in MODELS}
     _say(f"[{device}] float32 matmul peak: {results['matmul_gflops']:.1f} GFLOP/s; forward GFLOP per image: "
          + ", ".join(f"{n} {f / 1e9:.3f}" for n, f in results["flops"].items()))
@@ -148,18 +140,17 @@ def main(argv=None) -> int:
 
     _benchmark_training(sizes, settings, results, device)
     results["memory"]["training"] = timing.peak_memory_mb()
-    _benchmark_prediction(sizes, results, device)
+    _benchmark_prediction(sizes, results, device, jit_compile="auto" if args.xla == "auto" else False)
     results["memory"]["prediction"] = timing.peak_memory_mb()
 
     if not args.skip_pipeline:
-        from benchmarks.smoke_pipeline import smoke_pipeline_seconds
-
         results["smoke_pipeline"] = smoke_pipeline_seconds()
-        results["memory"]["smoke_pipeline"] = timing.peak_memory_mb()
-        _say(f"[{device}] smoke pipeline: {results['smoke_pipeline']['seconds']:.0f} s "
-             f"(exit {results['smoke_pipeline']['returncode']})")
+        smoke = results["smoke_pipeline"]
+        _say(f"[{device}] smoke pipeline: {smoke['seconds']:.0f} s, exit code {smoke['returncode']}, "
+             f"peak memory {smoke['peak_memory_mb']:.0f} MiB")
     results["seconds"] = time.perf_counter() - started
-    _say(f"peak memory (maxrss, MiB): {json.dumps({k: {w: round(v) for w, v in m.items()} for k, m in results['memory'].items()})}")
+    _say(f"peak memory of this process (maxrss, MiB) after each part: "
+         f"{json.dumps({part: round(mb) for part, mb in results['memory'].items()})}")
 
     out = reports_dir() if args.out is None else Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

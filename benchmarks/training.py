@@ -47,7 +47,7 @@ def ours(name: str, images: np.ndarray, masks: np.ndarray, *, batch_size: int, r
                                                jit_compile=jit_compile)
     dataset = make_dataset(images, masks, batch_size=batch_size, class_weights=class_weights, shuffle=True)
     timer = EpochTimer()
-    model.fit(dataset, epochs=epochs, callbacks=[timer], verbose=0)
+    model.fit(dataset, epochs=epochs, callbacks=[timer], verbose=0, shuffle=False)
     return {**rate(len(images), timer.seconds), "jit_compile": jit_compile, "batch_size": batch_size}
 
 

@@ -118,7 +118,7 @@ def run(name: str, data: MarsData | None = None, profile="quick", seed: int = 0,
         save_test_set = name == FINAL_ENTRY
 
     set_determinism(seed, enabled=prof["deterministic"])
-    device = configure(threads=False)
+    device = configure(threads=False, xla=prof["xla"])
     prepared = prepare_arrays(settings, prof, data, seed)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = (prepared["arrays"][p] for p in ("train", "val", "test"))
     loss_settings = settings["loss"]
