@@ -24,7 +24,7 @@ def _verdict(value: float, target: float) -> str:
 
 
 def _training(results: dict) -> str:
-    device, peak = results["device"], results["matmul_gflops"]
+    device, peak = results["device"], results["peak_gflops"]
     rows, notes = [], []
     for name, runs in results["training"].items():
         step_flops = TRAINING_FACTOR * results["flops"][name]
@@ -36,7 +36,7 @@ def _training(results: dict) -> str:
         ceiling = peak * 1e9 / step_flops
         line = (f"- {name}: ours / peer = " + (_verdict(ratio, TARGETS["training"]) if name == "Baseline"
                                                  else f"**{ratio:.2f}×**")
-                + f"; at the matmul peak a training step of {step_flops / 1e9:.2f} GFLOP per image would run at "
+                + f"; at the peak a training step of {step_flops / 1e9:.2f} GFLOP per image would run at "
                   f"{ceiling:.1f} images/s, so no way of running it on this device can beat "
                   f"{ceiling / runs['peer']['per_second']:.2f}× the peer way.")
         if "ours_without_xla" in runs:
@@ -45,12 +45,12 @@ def _training(results: dict) -> str:
                      f"{runs['ours_without_xla']['per_second'] / runs['peer']['per_second']:.2f}×.")
         notes.append(line)
     header = ["model", "way", "batch", "images / epoch", "timed epochs", "images/s (median)", "GFLOP/s",
-              "of matmul peak", "device"]
+              "of peak", "device"]
     return _table(header, rows) + "\n\n" + "\n".join(notes)
 
 
 def _prediction(results: dict) -> str:
-    device, peak = results["device"], results["matmul_gflops"]
+    device, peak = results["device"], results["peak_gflops"]
     inference, csv = results["inference"], results["csv"]
     rows = []
     for name, runs in inference.items():
@@ -77,11 +77,10 @@ def _prediction(results: dict) -> str:
          f"{pandas_seconds:.0f} (extrapolated from {csv['pandas']['rows']} rows)", device]])
 
     ours, peer = inference["Baseline"]["ours"], inference["Baseline"]["peer"]
-    scale = TEST_SET_IMAGES / ours["items"]
-    ours_total = (ours["seconds"] + ours["warmup_seconds"]) * scale + csv["ours"]["seconds"] * TEST_SET_IMAGES / csv["ours"]["rows"]
+    csv_seconds = csv["ours"]["seconds"] * TEST_SET_IMAGES / csv["ours"]["rows"]
+    ours_total = ours["seconds"] * TEST_SET_IMAGES / ours["items"] + ours["warmup_seconds"] + csv_seconds
     peer_total = TEST_SET_IMAGES / peer["per_second"] + peer["warmup_seconds"] + pandas_seconds
     floor = TEST_SET_IMAGES * results["flops"]["Baseline"] / (peak * 1e9)
-    csv_seconds = csv["ours"]["seconds"] * TEST_SET_IMAGES / csv["ours"]["rows"]
     summary = (
         f"Baseline prediction + CSV for the {TEST_SET_IMAGES} test images: peer "
         f"{TEST_SET_IMAGES / peer['per_second']:.0f} s + {pandas_seconds:.0f} s = {peer_total:.0f} s; ours "
@@ -105,7 +104,8 @@ def _pipelines(results: dict) -> str:
                      f"{smoke['peak_memory_mb']:.0f} MiB, on "
                      f"{results['device']}.")
     else:
-        lines.append("- Smoke pipeline: not measured in this run (`--skip-pipeline`).")
+        lines.append("- Smoke pipeline: not measured in this run (it is optional, about 5 minutes on 2 cores: "
+                     "`python -m benchmarks.run --with-pipeline`).")
     lead = reports_dir() / "bench_pipeline.json"
     if lead.is_file():
         quick = json.loads(lead.read_text())
@@ -156,7 +156,7 @@ def markdown(results: dict, out: Path) -> str:
             if results["fast"] else "")
     return f"""# Benchmarks
 {fast}
-Written by `{results['command']}` on {results['started_at']}, {results['seconds'] / 60:.1f} min in all; TensorFlow {results['versions']['tensorflow']}, Keras {results['versions']['keras']}, Python {results['versions']['python']}. Raw figures: `{out.name}/bench.json`.
+Written by `{results['command']}` on {results['started_at']}, {results['seconds'] / 60:.1f} min in all ({results['seconds_without_pipeline'] / 60:.1f} min without the optional smoke pipeline); TensorFlow {results['versions']['tensorflow']}, Keras {results['versions']['keras']}, Python {results['versions']['python']}. Raw figures: `{out.name}/bench.json`.
 
 **Device: {results['device']}.** Every figure below was measured on it. No GPU was lent to this task: **GPU figures: not measured.**
 
@@ -164,7 +164,7 @@ Settings `helpers.device.configure` chose for this device: XLA {'on' if settings
 
 ## Device peak and work per image
 
-Measured float32 peak (best 4096×4096 matmul): **{results['matmul_gflops']:.0f} GFLOP/s**. Forward GFLOP per image (Conv2D and Dense multiply-adds × 2, `benchmarks/flops.py`): {flops}; a training step costs about {TRAINING_FACTOR}× the forward pass.
+Measured float32 peak: **{results['peak_gflops']:.0f} GFLOP/s**, the better of two 4096×4096 matmuls (best of 3): numpy's BLAS {results['matmul_gflops']['numpy']:.0f} GFLOP/s, TensorFlow's own CPU matmul {results['matmul_gflops']['tensorflow']:.0f} GFLOP/s. Forward GFLOP per image (Conv2D and Dense multiply-adds × 2, `benchmarks/flops.py`): {flops}; a training step costs about {TRAINING_FACTOR}× the forward pass.
 
 ## Training throughput (the project's pipeline against the plain peer way, same process)
 
