@@ -12,8 +12,8 @@ pays for tracing and XLA compilation).
 import numpy as np
 
 from benchmarks.timing import EpochTimer, rate
-from helpers.device import strategy
 from helpers.dataset import make_dataset
+from helpers.device import strategy
 from helpers.experiments import resolve
 from helpers.losses import class_weights_from_masks, combined_loss
 from helpers.metrics import training_metrics

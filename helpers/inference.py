@@ -6,13 +6,15 @@ compiled function (XLA where it helps), only labels come back, and they land in 
 Batches are balanced: N images make ceil(N / batch_size) batches of one size, the last padded by fewer
 images than there are batches, so a single traced shape serves them all (XLA compiles once per shape) and
 no batch is wasted on padding. On accelerators the next batch is dispatched before the previous one's labels
-are copied back, so the device never waits for the host.
+are copied back, so the device need not wait for the host between batches.
 
 Choices per device (`choose_inference_settings`; CPU figures in `reports/bench.md`): XLA on, except under
-op determinism (bit-identical reruns). On 2 CPU cores XLA ran the Baseline UNet 1.2× faster than
-TensorFlow's own kernels (44 against 37 images/s) and batches of 16 to 128 were within 5 % of each other, so
-the CPU batch is 32 (least memory, shortest compile). GPUs and TPUs get 512 (not measured: no accelerator
-was lent; large batches keep them busy).
+op determinism (bit-identical reruns). On 2 CPU cores XLA ran the Baseline UNet as fast as TensorFlow's own
+kernels or up to 1.2× faster (batch 32: 44 against 37 images/s in one run, 50 against 49 in another), and
+batches of 16 to 128 were within the run-to-run noise (48-53 images/s), so the CPU batch is 32 (least memory,
+shortest compile). GPUs and TPUs get 512 (not measured: no accelerator was lent; large batches keep them busy).
+The rest of the gain over `model.predict` (25-38 images/s in the same runs) is the leaner loop: no
+per-batch callbacks, no float32 probabilities copied out and concatenated.
 """
 from __future__ import annotations
 

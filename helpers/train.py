@@ -29,7 +29,7 @@ from helpers import experiments
 from helpers.augment import blend_big_rocks, geometric_augmenter
 from helpers.callbacks import DynamicLossWeights, training_callbacks
 from helpers.data import MarsData, load_mars
-from helpers.dataset import make_dataset, make_predict_dataset
+from helpers.dataset import make_dataset
 from helpers.determinism import set_determinism
 from helpers.device import configure, describe_device
 from helpers.leaderboard import load_test_labels, score_parts
