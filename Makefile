@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-PROFILE ?= quick
+PROFILE ?= default
 
 .PHONY: setup test table1 bench kernel clean-venv
 

@@ -163,3 +163,35 @@ def training_callbacks(
     if backup:
         callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
     return callbacks
+
+
+class LearningRateLog(keras.callbacks.Callback):
+    """Log the learning rate the optimizer really used: per epoch into the logs (`learning_rate`, the
+    rate of the epoch's first step, so a one-epoch warm-up shows as 0 then the peak) and per step in
+    `steps` (read it after `fit`). Taken from the optimizer itself, schedule or float alike, so plots
+    show the schedule that ran, ReduceLROnPlateau's cuts included."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps: list[float] = []
+        self._epoch_rate = None
+
+    def _rate(self) -> float:
+        optimizer = self.model.optimizer
+        rate = optimizer.learning_rate
+        if callable(rate) and not hasattr(rate, "numpy"):
+            rate = rate(optimizer.iterations)
+        return float(keras.ops.convert_to_numpy(rate))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_rate = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        rate = self._rate()
+        self.steps.append(rate)
+        if self._epoch_rate is None:
+            self._epoch_rate = rate
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self._epoch_rate if self._epoch_rate is not None else self._rate()

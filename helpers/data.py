@@ -241,7 +241,8 @@ def summarize(data: MarsData) -> dict:
         "images_with_class": {CLASS_NAMES[c]: int(per_image[:, c].sum()) for c in range(NUM_CLASSES)},
         "labelled_classes_per_image": float(per_image[:, 1:].sum(axis=1).mean()),
         "aliens": {"count": int(len(aliens.indices)), "groups": aliens.group_sizes,
-                   "first_indices": aliens.indices[:10].tolist(), "min_count": aliens.min_count},
+                   "first_indices": aliens.indices[:10].tolist(), "min_count": aliens.min_count,
+                   "rules": aliens.rules, "ambiguous_groups": aliens.ambiguous_group_sizes},
     }
 
 
@@ -254,8 +255,12 @@ def format_summary(summary: dict) -> str:
         lines.append(f"{name:<10} {100 * share:>11.2f}% {summary['images_with_class'][name]:>8}")
     lines.append(f"labelled classes per image: {summary['labelled_classes_per_image']:.2f}")
     aliens = summary["aliens"]
-    lines.append(f"aliens (masks repeated >= {aliens['min_count']} times): {aliens['count']} images "
-                 f"in {len(aliens['groups'])} group(s) {aliens['groups']}, first indices {aliens['first_indices']}")
+    lines.append(f"aliens (the shipped alien mask, or the single dominant repeated mask): {aliens['count']} images "
+                 f"in {len(aliens['groups'])} group(s) {aliens['groups']} ({', '.join(aliens['rules']) or 'none'}), "
+                 f"first indices {aliens['first_indices']}")
+    if aliens["ambiguous_groups"]:
+        lines.append(f"kept, but repeated >= {aliens['min_count']} times: groups {aliens['ambiguous_groups']} "
+                     "(find_aliens(..., extra_groups='remove') removes them)")
     if src["kind"] == "synthetic":
         lines.append("NOTE: synthetic data — numbers describe the generator, not the competition file.")
     return "\n".join(lines)

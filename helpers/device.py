@@ -71,6 +71,15 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def _cpu_has_amx_bf16() -> bool:
+    """Whether the CPU has AMX bfloat16 tiles (Intel Sapphire Rapids and later), read from /proc/cpuinfo."""
+    try:
+        return any(line.startswith("flags") and " amx_bf16" in line
+                   for line in Path("/proc/cpuinfo").read_text().splitlines())
+    except OSError:
+        return False
+
+
 def _gpus() -> list[dict]:
     """Name and compute capability of each physical GPU (does not initialise the TF runtime)."""
     details = []
@@ -95,7 +104,7 @@ def device_facts() -> dict:
     tpu_cores = len(tf.config.list_physical_devices("TPU"))
     device_type = "gpu" if gpus else "tpu" if tpu_cores else "cpu"
     return {"device_type": device_type, "gpus": gpus, "tpu_cores": tpu_cores, "cores": visible_cores(),
-            "cpu_model": _cpu_model(), "replicas": _replicas(gpus, tpu_cores),
+            "cpu_model": _cpu_model(), "cpu_amx_bf16": _cpu_has_amx_bf16(), "replicas": _replicas(gpus, tpu_cores),
             "op_determinism": bool(is_op_determinism_enabled())}
 
 
@@ -120,8 +129,9 @@ def describe_device() -> str:
 
 
 def _auto_policy(facts: dict) -> str:
-    """The mixed-precision policy that speeds up the device: float16 on tensor-core GPUs, bfloat16 on TPUs."""
-    if facts["device_type"] == "tpu":
+    """The mixed-precision policy that speeds up the device: float16 on tensor-core GPUs, bfloat16 on TPUs
+    and on CPUs with AMX bfloat16 tiles (oneDNN runs the convolutions there; measured in reports/bench.md)."""
+    if facts["device_type"] == "tpu" or (facts["device_type"] == "cpu" and facts.get("cpu_amx_bf16")):
         return "mixed_bfloat16"
     capabilities = [gpu["compute_capability"] for gpu in facts["gpus"]]
     if facts["device_type"] == "gpu" and capabilities and min(capabilities) >= MIN_MIXED_FLOAT16_CAPABILITY:
@@ -133,11 +143,12 @@ def choose_settings(facts: dict, *, xla="auto", mixed_precision="auto", threads=
     """Decide the settings for a device described by `facts` (see `device_facts`) without applying them.
 
     xla: "auto" | True | False. "auto" is on for one device, CPU included (Keras' own "auto" means
-    off on CPU, yet XLA measured 1.2-1.7× faster for these UNets there, STUDY.md), and off where
-    Keras cannot or will not use it: a multi-device strategy (XLA cannot reach variables on the
-    other replicas; TPUStrategy compiles with XLA by itself) or op determinism enabled.
+    off on CPU, yet XLA is faster for these UNets in float32 there, docs/performance.md), and off where
+    Keras cannot or will not use it or where it does not pay: a multi-device strategy (XLA cannot reach
+    variables on the other replicas; TPUStrategy compiles with XLA by itself), op determinism enabled,
+    or bfloat16 on a CPU (oneDNN's AMX kernels beat XLA's CPU code there).
     mixed_precision: "auto" ("mixed_float16" on GPUs of compute capability >= 7, "mixed_bfloat16" on
-    TPUs, "float32" otherwise) | False (float32) | a policy name.
+    TPUs and on CPUs with AMX bfloat16, "float32" otherwise) | False (float32) | a policy name.
     threads: "auto" (intra-op = visible cores) | False (TensorFlow's defaults, untouched) | an int
     intra-op count. Inter-op is min(2, intra), or 1 under op determinism, which needs one inter-op
     thread for bit-identical CPU reruns (`helpers.determinism`).
@@ -157,6 +168,8 @@ def choose_settings(facts: dict, *, xla="auto", mixed_precision="auto", threads=
         raise ValueError(f"xla=True cannot be honoured under {xla_blocker} (Keras would fail or turn it off); "
                          f"pass xla='auto' or False")
     policy = _auto_policy(facts) if mixed_precision == "auto" else mixed_precision or "float32"
+    if xla_blocker is None and device_type == "cpu" and policy == "mixed_bfloat16":
+        xla_blocker = "bfloat16 on a CPU"  # XLA's CPU backend bypasses oneDNN's AMX kernels: slower, not faster
     intra = facts["cores"] if threads == "auto" else threads or None
     inter = None if not intra else 1 if facts.get("op_determinism") else min(MAX_INTER_OP_THREADS, intra)
     return {"device": _describe(facts), "device_type": device_type, "replicas": facts.get("replicas", 1),

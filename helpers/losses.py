@@ -15,8 +15,9 @@ Two kinds of term, and how per-pixel sample weights (the pipeline's `class_weigh
   class-limit and low-pass are priors on a whole map. A per-image weight of shape (B,) is applied
   (`sum_b w_b * l_b / B`); a per-pixel one (rank >= 2) is not used.
 
-Only the default reduction ("sum_over_batch_size") exists, and on a single replica (no
-`tf.distribute` scaling). Cross-entropy is Keras's own `SparseCategoricalCrossentropy(ignore_class=0)`;
+Only the default reduction ("sum_over_batch_size") exists; under a `tf.distribute` strategy each term
+is divided by the replicas in sync, as Keras's own losses are (every term, Keras's CE included, is
+scaled once, so the weighted sum is too). Cross-entropy is Keras's own `SparseCategoricalCrossentropy(ignore_class=0)`;
 the rest is written here because Keras has no sparse focal loss, its `Dice` is one-hot only with no
 smoothing, and it has no boundary, class-limit or low-pass loss.
 """
@@ -128,6 +129,13 @@ def _image_mean(values, sample_weight):
     return ops.mean(values if image_weight is None else values * image_weight)
 
 
+def _per_replica(value):
+    """Divide a batch-mean loss by the replicas in sync, as Keras's own losses do under `tf.distribute`:
+    the strategy sums the replicas' gradients, so each replica must contribute mean / replicas."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return value if replicas == 1 else value / float(replicas)
+
+
 def _check_reduction(reduction):
     if reduction != "sum_over_batch_size":
         raise ValueError(f"reduction={reduction!r} is not supported: use the default 'sum_over_batch_size'.")
@@ -157,8 +165,8 @@ class _SegmentationLoss(keras.losses.Loss):
             labels, probs = _labels_and_probs(y_true, y_pred)
             values = self.call(labels, probs)
             if self.per_image:
-                return _image_mean(values, sample_weight)
-            return _pixel_mean(values, _valid_pixels(labels, self.ignore_class), sample_weight)
+                return _per_replica(_image_mean(values, sample_weight))
+            return _per_replica(_pixel_mean(values, _valid_pixels(labels, self.ignore_class), sample_weight))
 
     def get_config(self):
         return {**super().get_config(), "ignore_class": self.ignore_class}

@@ -7,6 +7,8 @@ Three scores are reported, each under its own name (STUDY.md, "Metric and submis
   predicting 0 on a labelled pixel brings class 0 into the mean with IoU 0.
 - `miou_1_4`: mean IoU over classes 1-4 on all pixels (`keras.metrics.IoU(5, [1, 2, 3, 4])`).
 - `per_class_iou`: the five IoUs behind both means. `scores` returns all three as a JSON-ready dict.
+- `best_constant_score`: the best `competition_miou` of a model that predicts one class everywhere, the
+  floor a trained model has to beat to have learned anything.
 
 Absent classes: a class with TP+FP+FN = 0 (in neither truth nor prediction) is left out of the
 mean, as Keras does. scikit-learn's `jaccard_score(labels=[1, 2, 3, 4], average="macro")` instead
@@ -90,6 +92,24 @@ def competition_miou(y_true, y_pred) -> float:
 def miou_1_4(y_true, y_pred) -> float:
     """Mean IoU over classes 1-4 on all pixels, absent classes left out (see module docstring)."""
     return _mean_present(per_class_iou(y_true, y_pred)[list(LABELLED_CLASSES)])
+
+
+def best_constant_score(y_true) -> dict:
+    """Best `competition_miou` of predicting one class everywhere on the label maps `y_true`.
+
+    {"score": float, "class_id": int (the best constant; lowest id on ties), "per_class": [score of the
+    constant 0, 1, 2, 3, 4]}. Exact, from the class counts: predicting c gives IoU_c = n_c / n_labelled
+    and 0 for every other labelled class present.
+    """
+    counts = np.diag(confusion_matrix(y_true, y_true))  # pixels per true class, counted in chunks
+    per_class = []
+    for c in range(NUM_CLASSES):
+        cm = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+        cm[:, c] = counts
+        cm[BACKGROUND] = 0  # the metric drops pixels whose true label is background
+        per_class.append(_mean_present(iou_from_confusion(cm)))
+    best = int(np.argmax(per_class))
+    return {"score": per_class[best], "class_id": best, "per_class": per_class}
 
 
 def scores(y_true, y_pred) -> dict:

@@ -30,6 +30,11 @@ GROUP_NORM_GROUPS = 8
 SE_REDUCTION = 16
 DILATION_RATES = (1, 2, 4, 8)
 MIN_FILTERS = 4
+BN_MOMENTUM = 0.9
+"""Moving-statistics momentum of every BatchNorm (Keras's default is 0.99). The moving variance starts at 1
+while these nets' activations have variances far below 1; at 0.99 the start value still dominates for
+hundreds of steps, so inference-mode predictions lag training by several epochs in short runs (often
+constant at first, so early stopping keeps epoch 1). At 0.9 it fades within one epoch (docs/training.md)."""
 
 BASELINE_BRANCH = {"depth": 2, "filters": 32, "bottleneck": 128}
 """The report's baseline UNet, also the Local branch and each branch of the twin dual UNet."""
@@ -70,10 +75,10 @@ def normalization(norm: str, name: str) -> keras.layers.Layer:
     lambda x + mu BN(x) layer of Chen et al. 2017 (`helpers.layers.AdaptiveNormalization`)."""
     _choice(norm, NORMALIZATIONS, "norm")
     if norm == "batch":
-        return keras.layers.BatchNormalization(name=name)
+        return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name)
     if norm == "group":
         return keras.layers.GroupNormalization(groups=GROUP_NORM_GROUPS, name=name)
-    return AdaptiveNormalization(name=name)
+    return AdaptiveNormalization(momentum=BN_MOMENTUM, name=name)
 
 
 def unet_block(x, filters: int, *, norm: str = "batch", initializer: str = "glorot_uniform", activation: str = "relu",

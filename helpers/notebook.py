@@ -33,7 +33,7 @@ def setup() -> None:
           f"NumPy {np.__version__}, Matplotlib {matplotlib.__version__}")
     print(f"Device: {describe_device()}")
     if not tf.config.list_physical_devices("GPU"):
-        print("No GPU: the quick profile is sized for 2 CPU cores; use PROFILE='full' on a GPU or Kaggle.")
+        print("No GPU: the default profile is sized for 2 CPU cores; use PROFILE='full' on a GPU or Kaggle.")
     sns.set_theme(context="notebook", style="whitegrid")
     matplotlib.rcParams.update({"figure.dpi": 80, "savefig.dpi": FIG_DPI, "image.cmap": "gray"})
 
@@ -79,7 +79,7 @@ class Context:
         return path
 
 
-def start(notebook: str, data_path=None, labels_path=None, profile: str = "quick", seeds: int = 1,
+def start(notebook: str, data_path=None, labels_path=None, profile: str = "default", seeds: int = 1,
           reports: str | None = None, force: bool = False) -> Context:
     """Apply the parameters cell: output folder, data (labelled real/synthetic), profile and seeds."""
     from helpers.data import load_mars
@@ -100,9 +100,14 @@ def start(notebook: str, data_path=None, labels_path=None, profile: str = "quick
 
 
 def summary(records: dict):
-    """A DataFrame with one row per entry: scores (mean over seeds, %), parameters, epochs and time."""
+    """A DataFrame with one row per entry: scores (mean over seeds, %), parameters, epochs, time and the
+    `helpers.table.flags` ("did not learn", "identical predictions to …"; empty = every check passed)."""
     import numpy as np
     import pandas as pd
+
+    from helpers.table import flags
+
+    row_flags = flags(records)
 
     def mean(runs, *path):
         values = []
@@ -122,7 +127,7 @@ def summary(records: dict):
                      "LB public": mean(runs, "leaderboard", "public", "competition_miou"),
                      "LB private": mean(runs, "leaderboard", "private", "competition_miou"),
                      "params": runs[0]["model"]["params"], "epochs": runs[0]["training"]["epochs_run"],
-                     "train s": round(runs[0]["training"]["seconds"], 1)})
+                     "train s": round(runs[0]["training"]["seconds"], 1), "flags": "; ".join(row_flags[name])})
     return pd.DataFrame(rows).set_index("entry")
 
 

@@ -1,13 +1,13 @@
 """The papermill pipeline: run the numbered notebooks headless, in order, then write Table 1.
 
-    python -m helpers.pipeline [--profile smoke|quick|full] [--data PATH] [--labels PATH] [--seeds N]
+    python -m helpers.pipeline [--profile smoke|default|full] [--data PATH] [--labels PATH] [--seeds N]
                                [--only 03 ...] [--out DIR] [--force]
 
 Executed copies go to `<out>/executed/`; records, figures, the submission and Table 1 to `<out>/`
 (default `reports/`); a full run also leaves its wall time in `<out>/bench_pipeline.json`. Injected parameters are checked against each notebook's `parameters` cell
 (`papermill.inspect_notebook`) and unknown names refused, so an override can never silently do nothing.
 If a notebook fails, the pipeline says which one and which cell, keeps every record already written (a
-rerun reuses them) and exits non-zero. `make table1` is this with the quick profile on the default data.
+rerun reuses them) and exits non-zero. `make table1` is this with the default profile on the default data.
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def execute(notebook: Path, output: Path, parameters: dict) -> float:
     return time.perf_counter() - started
 
 
-def run_pipeline(*, profile: str = "quick", data: str | None = None, labels: str | None = None,
+def run_pipeline(*, profile: str = "default", data: str | None = None, labels: str | None = None,
                  seeds: int = 1, only: list[str] | None = None, out: str | None = None, force: bool = False) -> dict:
     """Run the notebooks then write Table 1; return {"notebooks": {name: seconds}, "table": paths}."""
     from helpers.data import load_mars
@@ -111,7 +111,7 @@ def run_pipeline(*, profile: str = "quick", data: str | None = None, labels: str
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.pipeline", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="quick", help="smoke, quick (default) or full")
+    parser.add_argument("--profile", default="default", help="smoke, default (default) or full")
     parser.add_argument("--data", help="competition-layout npz (default: load_mars search order)")
     parser.add_argument("--labels", help="hidden test labels npz (default: beside the data file, if any)")
     parser.add_argument("--seeds", type=int, default=1, help="train every row with seeds 0..N-1")

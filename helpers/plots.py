@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 from matplotlib.colors import ListedColormap
 
@@ -130,6 +131,25 @@ def lr_curves(curves_by_name: dict, steps_per_epoch: int):
         ax.plot(np.arange(len(values)) / steps_per_epoch, values, label=name)
     ax.set_xlabel("epoch")
     ax.set_ylabel("learning rate")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def logged_lr_curves(records_by_name: dict):
+    """The learning rate each run really used at every step (`LearningRateLog`), first seed, per epoch."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for name, records in records_by_name.items():
+        record = records[0]
+        values = record["training"].get("learning_rate_per_step") or []
+        if not values:
+            continue
+        steps_per_epoch = len(values) / max(1, record["training"]["epochs_run"])
+        ax.plot(np.arange(len(values)) / steps_per_epoch, values,
+                label=f"{name} ({record['settings']['optimizer']['name']})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

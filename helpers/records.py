@@ -1,8 +1,8 @@
 """Run records: one JSON file per training run, written atomically, keyed by what determines the run.
 
-The key hashes the resolved entry settings, the profile, the seed, the data fingerprint and the package
-version, so a rerun with the same inputs finds its finished record and reuses it, and anything that
-changes the run gets a new one. Records live in `reports/runs/<slug>__<key>/record.json`, beside the
+The key hashes the resolved entry settings, the profile, the seed, the data fingerprint and a fingerprint
+of the code that decides a run's numbers (`code_fingerprint`), so a rerun with the same inputs and code
+finds its finished record and reuses it, and anything that changes the run gets a new one. Records live in `reports/runs/<slug>__<key>/record.json`, beside the
 run's history and best model.
 """
 from __future__ import annotations
@@ -17,9 +17,25 @@ from pathlib import Path
 from helpers.paths import reports_dir
 
 
-def run_key(settings: dict, profile: dict, seed: int, fingerprint: str, version: str) -> str:
+# Modules of helpers/ that cannot change a run's numbers (orchestration, reporting, packaging): editing them
+# keeps the records. Every other module of helpers/ is part of the code fingerprint.
+NOT_NUMERIC = frozenset({"__init__.py", "kaggle.py", "notebook.py", "pipeline.py", "plots.py", "records.py",
+                         "table.py", "paths.py", "leaderboard.py", "submission.py"})
+
+
+def code_fingerprint(package: Path | None = None) -> str:
+    """Hash of the sources of helpers/ (or `package`) that decide a run's numbers (models, losses, data...)."""
+    digest = hashlib.sha256()
+    package = Path(package) if package else Path(__file__).resolve().parent
+    for path in sorted(package.glob("*.py")):
+        if path.name not in NOT_NUMERIC:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def run_key(settings: dict, profile: dict, seed: int, fingerprint: str, code: str) -> str:
     payload = json.dumps({"settings": settings, "profile": profile, "seed": seed, "data": fingerprint,
-                          "version": version}, sort_keys=True)
+                          "code": code}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 

@@ -6,12 +6,18 @@ record shows "missing" — never a number. Beside our held-out test scores and t
 public/private scores (where hidden test labels exist) stand the report's own two numbers, and every
 table says which data and profile produced it; results on synthetic data are labelled as such.
 
-    python -m helpers.table [--profile quick] [--data PATH] [--seeds N] [--out reports/]
+Noise is not presented as a result (`flags`): a row whose validation mIoU never beat the best constant
+predictor is marked "did not learn", and rows with different settings but byte-identical test-split
+predictions are marked "identical predictions to <row>". `difference_is_real`/`compare` call a difference
+real only where it exceeds the seed spread; `rank_vs_report` sets our order of the rows beside the report's.
+
+    python -m helpers.table [--profile default] [--data PATH] [--seeds N] [--out reports/]
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import sys
 from pathlib import Path
@@ -20,9 +26,11 @@ import numpy as np
 
 from helpers.experiments import REPORTED, TABLE1
 from helpers.paths import reports_dir
-from helpers.records import all_records
+from helpers.records import all_records, run_dir
 
 MISSING = "missing"
+DID_NOT_LEARN = "did not learn"
+UNCHECKED = "learning unchecked (record has no constant baseline)"
 COLUMNS = [  # (column title, path into a record, scale)
     ("Test mIoU (starter kit)", ("test", "competition_miou")),
     ("Test mIoU 1–4", ("test", "miou_1_4")),
@@ -66,17 +74,169 @@ def _cell(values: list[float | None]) -> str:
     return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
 
 
+def _runs(value) -> list[dict]:
+    """The records of one row, from {seed: record} (`select_records`) or [record per seed] (`Context.run`)."""
+    return list(value.values()) if isinstance(value, dict) else list(value)
+
+
+def learned(record: dict) -> bool | None:
+    """Whether the best validation mIoU beat the best constant predictor's; None when the record can't tell."""
+    constant = (record.get("constant_baseline") or {}).get("val")
+    history = (record.get("history") or {}).get("val_competition_miou") or []
+    best = max(history) if history else (record.get("training") or {}).get("best_val_competition_miou")
+    if constant is None or best is None:
+        return None
+    return float(best) > float(constant["score"])
+
+
+def _predictions(record: dict) -> bytes | None:
+    path = run_dir(record["name"], record["key"]) / "test_split_predictions.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as saved:
+        y_pred = saved["y_pred"]
+    return hashlib.sha256(str((y_pred.shape, y_pred.dtype)).encode() + y_pred.tobytes()).digest()
+
+
+def flags(chosen: dict) -> dict[str, list[str]]:
+    """{row: [flag strings]} for {row: {seed: record}} or {row: [records]}; an empty list passes every check.
+
+    "did not learn" (or "did not learn (k of n seeds)"): max validation mIoU <= the best constant predictor's;
+    UNCHECKED: an old record without `constant_baseline`; "identical predictions to <row>, <row>…": the same
+    seed's test-split predictions are byte-identical to those other rows', whose settings differ.
+    """
+    out, predictions = {}, {}
+    for name, value in chosen.items():
+        runs = _runs(value)
+        out[name] = []
+        checks = [learned(r) for r in runs]
+        failed = checks.count(False)
+        if failed:
+            out[name].append(DID_NOT_LEARN if failed == len(runs) else f"{DID_NOT_LEARN} ({failed} of {len(runs)} seeds)")
+        if None in checks:
+            out[name].append(UNCHECKED)
+        for r in runs:
+            predictions[name, r["seed"]] = (_predictions(r), r["settings"])
+    order = {n: TABLE1.index(n) if n in TABLE1 else len(TABLE1) + i for i, n in enumerate(chosen)}
+    for name in chosen:
+        twins = {other for (row, seed), (pred, settings) in predictions.items() if row == name and pred is not None
+                 for (other, other_seed), (other_pred, other_settings) in predictions.items()
+                 if other != name and other_seed == seed and other_pred == pred and other_settings != settings}
+        if twins:
+            out[name].append("identical predictions to " + ", ".join(sorted(twins, key=order.get)))
+    return out
+
+
+def difference_is_real(values_a, values_b) -> bool:
+    """True when |mean a − mean b| exceeds the larger seed spread (sample std); never with < 2 seeds a side."""
+    a, b = np.asarray(values_a, dtype=float), np.asarray(values_b, dtype=float)
+    if min(a.size, b.size) < 2:
+        return False
+    return bool(abs(a.mean() - b.mean()) > max(a.std(ddof=1), b.std(ddof=1)))
+
+
+def _values(runs: list[dict], path: tuple) -> list[float]:
+    return [v for v in (_value(r, path) for r in runs) if v is not None]
+
+
+def compare(chosen: dict, a: str, b: str, path: tuple = ("test", "competition_miou")) -> str:
+    """One line for a notebook: the difference a − b (percent points) and whether it is beyond the seed spread."""
+    va, vb = _values(_runs(chosen[a]), path), _values(_runs(chosen[b]), path)
+    if not va or not vb:
+        return f"{a} vs {b}: {MISSING}"
+    text = f"{a} − {b}: {np.mean(va) - np.mean(vb):+.2f} points ({'/'.join(path)}, seeds {len(va)}/{len(vb)}): "
+    if min(len(va), len(vb)) < 2:
+        text += "one seed, no spread to beat — not called real"
+    else:
+        spread = max(np.std(va, ddof=1), np.std(vb, ddof=1))
+        text += ("real, beyond" if difference_is_real(va, vb) else "noise, within") + f" the seed spread (std {spread:.2f})"
+    row_flags = flags({a: chosen[a], b: chosen[b]})
+    notes = [f"{name} {flag}" for name in (a, b) for flag in row_flags[name]]
+    return text + (f" [{'; '.join(notes)}]" if notes else "")
+
+
+def constant_test_score(record: dict) -> dict | None:
+    """The best constant predictor on the record's test split: from the record, else from its saved y_true."""
+    stored = (record.get("constant_baseline") or {}).get("test")
+    if stored is not None:
+        return stored
+    path = run_dir(record["name"], record["key"]) / "test_split_predictions.npz"
+    if not path.exists():
+        return None
+    from helpers.metrics import best_constant_score
+
+    with np.load(path) as saved:
+        return best_constant_score(saved["y_true"])
+
+
+def rank_vs_report(chosen: dict, path: tuple = ("test", "competition_miou")) -> dict:
+    """Our order of the Table 1 rows (mean of `path` over seeds) beside the report's, with Spearman's ρ.
+
+    {"rows": [{"Model", "ours", "our rank", "report test", "report test rank", "report Kaggle",
+    "report Kaggle rank", "flags"}], "spearman_test", "spearman_kaggle", "n"}; rank 1 = best, ties share
+    the mean rank, only rows with a result take part, ρ is NaN with fewer than 3 of them.
+    """
+    import warnings
+
+    from scipy.stats import rankdata, spearmanr
+
+    row_flags = flags(chosen)
+    names = [n for n in TABLE1 if _values(_runs(chosen.get(n, [])), path)]
+    ours = [float(np.mean(_values(_runs(chosen[n]), path))) for n in names]
+    columns = {"ours": ours, "report test": [REPORTED[n][0] for n in names],
+               "report Kaggle": [REPORTED[n][1] for n in names]}
+    ranks = {k: rankdata([-v for v in values]) if names else [] for k, values in columns.items()}
+    rows = [{"Model": n, "ours": round(ours[i], 2), "our rank": float(ranks["ours"][i]),
+             "report test": columns["report test"][i], "report test rank": float(ranks["report test"][i]),
+             "report Kaggle": columns["report Kaggle"][i], "report Kaggle rank": float(ranks["report Kaggle"][i]),
+             "flags": "; ".join(row_flags.get(n, []))} for i, n in enumerate(names)]
+    result = {"rows": rows, "n": len(names)}
+    for key, column in (("spearman_test", "report test"), ("spearman_kaggle", "report Kaggle")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # constant input: ρ is NaN, said so in the text
+            rho = spearmanr(ours, columns[column]).statistic if len(names) >= 3 else float("nan")
+        result[key] = float(rho)
+    return result
+
+
+def rank_plot(ranks: dict, title: str = ""):
+    """Our rank against the report's test-set rank for each row (diagonal = the same order)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    n = max(ranks["n"], 1)
+    ax.plot([1, n], [1, n], color="tab:gray", lw=1, ls="--", label="same order as the report")
+    for row in ranks["rows"]:
+        bad = DID_NOT_LEARN in row["flags"]
+        ax.scatter(row["report test rank"], row["our rank"], color="tab:red" if bad else "tab:blue",
+                   marker="x" if bad else "o")
+        ax.annotate(row["Model"], (row["report test rank"], row["our rank"]), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+    ax.set_xlabel("report's rank (test mIoU, 1 = best)")
+    ax.set_ylabel("our rank (test mIoU, 1 = best)")
+    ax.set_title(title or f"Spearman ρ = {ranks['spearman_test']:.2f} over {ranks['n']} rows (red ×: did not learn)",
+                 fontsize=9)
+    ax.invert_xaxis()
+    ax.invert_yaxis()
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def build_rows(chosen: dict) -> list[dict]:
-    """One dict per Table 1 row: our cells (strings), the raw values, and the report's numbers."""
+    """One dict per Table 1 row: our cells (strings), the raw values, the report's numbers and the flags."""
+    row_flags = flags(chosen)
     rows = []
     for name in TABLE1:
         records = list(chosen.get(name, {}).values())
-        row = {"Model": name, "seeds": len(records)}
+        row = {"Model": name, "seeds": len(records), "Flags": "; ".join(row_flags.get(name, []))}
         for title, path in COLUMNS:
             values = [_value(r, path) for r in records]
             row[title] = _cell(values)
             row["_" + title] = [v for v in values if v is not None]
         row["Report test mIoU"], row["Report Kaggle mIoU"] = (f"{v:g}" for v in REPORTED[name])
+        row["Epochs (best)"] = ", ".join(f"{r['training'].get('epochs_run', '?')} ({r['training'].get('best_epoch', '?')})"
+                                          for r in records) or MISSING
         rows.append(row)
     return rows
 
@@ -93,7 +253,8 @@ def _source_lines(chosen: dict, profile: str) -> list[str]:
             lines.append("**These numbers come from the synthetic Mars generator, not the competition data: they "
                          "are not the report's results and are not comparable with its columns.**")
     prof = records[0]["profile"]
-    lines.append("Profile `{name}`: width ×{width}, batch {batch_size}, ≤{epochs} epochs (patience {patience}), "
+    lines.append("Profile `{name}`: width ×{width}, batch {batch_size}, {epochs} epochs per row unless the entry "
+                 "scales it (Network 10: ×2), early-stopping patience {patience} for constant-rate optimizers, "
                  "train/val/test capped at {max_train}/{max_val}/{max_test} images, leaderboard scored on "
                  "{test_set_limit} test images (None = all).".format(**prof))
     devices = sorted({r.get("device_name", "?") for r in records})
@@ -101,8 +262,39 @@ def _source_lines(chosen: dict, profile: str) -> list[str]:
     return lines
 
 
-def to_markdown(rows: list[dict], header_lines: list[str]) -> str:
-    titles = ["Model"] + [t for t, _ in COLUMNS] + ["Report test mIoU", "Report Kaggle mIoU", "seeds"]
+TITLES = (["Model"] + [t for t, _ in COLUMNS] + ["Report test mIoU", "Report Kaggle mIoU", "Epochs (best)", "seeds",
+                                                  "Flags"])
+
+
+def note_lines(chosen: dict) -> list[str]:
+    """The notes under the table: the best constant predictor's test score, the flags, the rank agreement."""
+    from helpers.constants import CLASS_NAMES
+
+    constants = {}
+    for record in (r for value in chosen.values() for r in _runs(value)):
+        best = constant_test_score(record)
+        if best is not None:
+            constants.setdefault(record["settings"]["data"]["split"], set()).add(
+                f"{100 * best['score']:.2f} ({CLASS_NAMES[best['class_id']]} everywhere)")
+    if constants:
+        lines = ["Best constant predictor on the test split: " + "; ".join(
+            f"split `{split}`: {', '.join(sorted(values))}" for split, values in sorted(constants.items())) + "."]
+    else:
+        lines = ["Best constant predictor on the test split: unknown (no record or saved predictions)."]
+    lines.append(f"Flags: *{DID_NOT_LEARN}* — the best validation mIoU never beat the best constant predictor's, "
+                 "so the row's numbers are noise, not a result; *identical predictions to X* — byte-identical "
+                 "test-split predictions although the settings differ; *learning unchecked* — an old record "
+                 "without the constant baseline. An empty cell passed every check.")
+    ranks = rank_vs_report(chosen)
+    lines.append(f"Our order vs the report's (Spearman ρ over the {ranks['n']} rows with a result): "
+                 f"{ranks['spearman_test']:.2f} against its test mIoU, {ranks['spearman_kaggle']:.2f} against its "
+                 "Kaggle mIoU (NaN: too few rows or all equal) — the order these runs produced, untuned. With one "
+                 "seed no difference between rows is called real; with more, only one beyond the seed spread.")
+    return lines
+
+
+def to_markdown(rows: list[dict], header_lines: list[str], notes: list[str] = ()) -> str:
+    titles = TITLES
     out = io.StringIO()
     out.write("# Table 1 — regenerated\n\n" + "\n".join(f"{line}  " for line in header_lines) + "\n\n")
     out.write("| " + " | ".join(titles) + " |\n|" + "---|" * len(titles) + "\n")
@@ -112,11 +304,12 @@ def to_markdown(rows: list[dict], header_lines: list[str]) -> str:
               "and mean IoU over classes 1–4); *LB* = leaderboard-style score of the competition test set's "
               "public/private parts (hidden labels; synthetic data only). Report columns: the seed report's "
               "Table 1.\n")
+    out.write("".join(f"\n{line}\n" for line in notes))
     return out.getvalue()
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    titles = ["Model"] + [t for t, _ in COLUMNS] + ["Report test mIoU", "Report Kaggle mIoU", "seeds"]
+    titles = TITLES
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(titles)
@@ -124,7 +317,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
             writer.writerow([row[t] for t in titles])
 
 
-def plot(rows: list[dict], path: Path, title: str) -> None:
+def plot(rows: list[dict], path: Path, title: str, constant: float | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,21 +329,27 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     reported = [REPORTED[n][0] for n in names]
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(11, 4))
-    ax.bar(x - 0.2, ours, 0.4, yerr=spread, label="this run (test split)", color="tab:blue")
+    bars = ax.bar(x - 0.2, ours, 0.4, yerr=spread, label="this run (test split)", color="tab:blue")
     ax.bar(x + 0.2, reported, 0.4, label="report (test set)", color="tab:gray")
+    for bar, row in zip(bars, rows):
+        if DID_NOT_LEARN in row["Flags"]:
+            bar.set(hatch="//", facecolor="white", edgecolor="tab:blue")
+    if constant is not None:
+        ax.axhline(constant, color="tab:red", ls="--", lw=1, label="best constant predictor (test split)")
     for i, value in enumerate(ours):
         if np.isnan(value):
             ax.text(i - 0.2, 1, MISSING, rotation=90, ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylabel("mean IoU (%)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title + ("; hatched: did not learn" if any(DID_NOT_LEARN in r["Flags"] for r in rows) else ""),
+                 fontsize=10)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def write_table(*, profile: str = "quick", fingerprint: str | None = None, seeds: int | None = None,
+def write_table(*, profile: str = "default", fingerprint: str | None = None, seeds: int | None = None,
                 out_dir=None, records: list[dict] | None = None) -> dict[str, Path]:
     """Write table1.md/.csv/.png from the records; return their paths."""
     out_dir = Path(out_dir) if out_dir else reports_dir()
@@ -164,16 +363,18 @@ def write_table(*, profile: str = "quick", fingerprint: str | None = None, seeds
     rows = build_rows(chosen)
     header = _source_lines(chosen, profile)
     paths = {"md": out_dir / "table1.md", "csv": out_dir / "table1.csv", "png": out_dir / "table1.png"}
-    paths["md"].write_text(to_markdown(rows, header))
+    paths["md"].write_text(to_markdown(rows, header, note_lines(chosen)))
     write_csv(rows, paths["csv"])
     synthetic = any(r["data"]["kind"] == "synthetic" for by in chosen.values() for r in by.values())
-    plot(rows, paths["png"], f"Table 1, profile {profile}" + (" — SYNTHETIC data, not the report's" if synthetic else ""))
+    constants = [c["score"] for by in chosen.values() for r in by.values() if (c := constant_test_score(r))]
+    plot(rows, paths["png"], f"Table 1, profile {profile}" + (" — SYNTHETIC data, not the report's" if synthetic else ""),
+         constant=100 * max(constants) if constants else None)
     return paths
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.table", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--profile", default="default")
     parser.add_argument("--data", help="use only runs on this data file (default: every data source found)")
     parser.add_argument("--seeds", type=int, help="use seeds 0..N-1 (default: all)")
     parser.add_argument("--out", help="output folder (default: reports/)")

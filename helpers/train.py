@@ -27,18 +27,18 @@ import tensorflow as tf
 import helpers
 from helpers import experiments
 from helpers.augment import blend_big_rocks, geometric_augmenter
-from helpers.callbacks import DynamicLossWeights, training_callbacks
+from helpers.callbacks import DynamicLossWeights, LearningRateLog, training_callbacks
 from helpers.data import MarsData, load_mars
 from helpers.dataset import make_dataset
 from helpers.determinism import set_determinism
-from helpers.device import configure, describe_device
+from helpers.device import configure, describe_device, strategy
 from helpers.leaderboard import load_test_labels, score_parts
 from helpers.losses import class_weights_from_masks, combined_loss
-from helpers.metrics import scores, training_metrics
+from helpers.metrics import best_constant_score, scores, training_metrics
 from helpers.models import build_model, count_params
 from helpers.optim import make_optimizer
 from helpers.profiles import get_profile
-from helpers.records import read_record, run_dir, run_key, write_json_atomic
+from helpers.records import code_fingerprint, read_record, run_dir, run_key, write_json_atomic
 from helpers.splits import make_split
 from helpers.submission import write_submission
 
@@ -69,8 +69,24 @@ def prepare_arrays(settings: dict, profile: dict, data: MarsData, seed: int) -> 
 
 
 def schedule_lengths(epochs: int) -> dict:
-    """Warm-up and restart periods scaled to the run: 5 and 10 epochs for long runs, shorter for short ones."""
-    return {"warmup_epochs": min(5, epochs // 5), "restart_epochs": max(1, min(10, epochs // 3))}
+    """Warm-up and first restart period for a run of `epochs` epochs, so every schedule fits the run it is in.
+
+    Warm-up: 1 epoch in runs of up to 10 epochs, then 1 epoch per 10, at most 5 (never 0, and always
+    shorter than the run). Warm restarts (cycles r, 2r, 4r, ...): r = epochs // 7, at least 1, so a
+    run of 3 epochs or more restarts at least twice (after r and 3r epochs). Cosine decays reach their
+    floor at the last planned epoch (see `patience_for`)."""
+    return {"warmup_epochs": max(1, min(5, epochs // 10, epochs - 1)) if epochs > 1 else 0,
+            "restart_epochs": max(1, epochs // 7)}
+
+
+SCHEDULED_OPTIMIZERS = ("adamw_warmup_cosine", "adamw_restarts", "sgd")
+
+
+def patience_for(optimizer: str, epochs: int, patience: int) -> int:
+    """Early-stopping patience: the profile's, except that a run on a planned schedule (warm-up + cosine,
+    restarts, SGD's cosine) always runs to its last planned epoch, where its rate reaches the floor;
+    EarlyStopping then only restores the best epoch's weights. This is the rule for every profile."""
+    return epochs if optimizer in SCHEDULED_OPTIMIZERS else patience
 
 
 def _history_from_csv(path: Path) -> dict[str, list[float]]:
@@ -94,33 +110,25 @@ def _versions() -> dict:
             "numpy": np.__version__, "helpers": helpers.__version__}
 
 
-def run(name: str, data: MarsData | None = None, profile="quick", seed: int = 0, *, force: bool = False,
-        verbose: int | str = "auto", save_test_set: bool | None = None, callbacks=()) -> dict:
-    """Train/evaluate entry `name` (see `helpers.experiments`) and return its record (reused if finished).
-
-    `profile` is a name of `helpers.profiles` or a dict of the same keys. With `save_test_set` (default:
-    only for the Final Model) the whole competition test set is predicted and saved, and its Kaggle CSV
-    written as `submission.csv` in the run folder. `callbacks` are extra Keras callbacks for `fit`.
-    """
-    entry = experiments.get_entry(name)
+def plan(name: str, data: MarsData, profile="default", seed: int = 0) -> dict:
+    """Step 1: what decides run `name`, before any tensor exists: settings, profile, key, folder, lengths."""
     settings = experiments.resolve(name)
     prof = get_profile(profile) if isinstance(profile, str) else dict(profile)
-    data = data if data is not None else load_mars()
-    key = run_key(settings, prof, seed, data.source.fingerprint, helpers.__version__)
-    folder = run_dir(name, key)
-    record_path = folder / "record.json"
-    if not force and (record := read_record(record_path)) is not None:
-        return record
-    if force and folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    if save_test_set is None:
-        save_test_set = name == FINAL_ENTRY
+    code = code_fingerprint()
+    key = run_key(settings, prof, seed, data.source.fingerprint, code)
+    epochs = max(1, round(prof["epochs"] * settings["train"]["epochs_scale"]))
+    patience = max(1, round(prof["patience"] * settings["train"]["patience_scale"]))
+    return {"name": name, "entry": experiments.get_entry(name), "settings": settings, "profile": prof, "seed": seed,
+            "key": key, "code": code, "folder": run_dir(name, key), "epochs": epochs,
+            "patience": patience_for(settings["optimizer"]["name"], epochs, patience)}
 
-    set_determinism(seed, enabled=prof["deterministic"])
-    device = configure(threads=False, xla=prof["xla"])
-    prepared = prepare_arrays(settings, prof, data, seed)
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (prepared["arrays"][p] for p in ("train", "val", "test"))
+
+def build(run_plan: dict, prepared: dict, *, callbacks=(), device: dict | None = None) -> dict:
+    """Step 2: datasets, model, loss, optimizer and callbacks of a planned run, compiled inside the strategy
+    `helpers.device.strategy()` picks (call `helpers.device.configure` first, or pass its result as `device`)."""
+    settings, prof, seed = run_plan["settings"], run_plan["profile"], run_plan["seed"]
+    device = device or configure(threads=False, xla=prof["xla"])
+    (x_train, y_train), (x_val, y_val) = prepared["arrays"]["train"], prepared["arrays"]["val"]
     loss_settings = settings["loss"]
     class_weights = None
     if loss_settings["class_weights"] is not None:
@@ -130,74 +138,127 @@ def run(name: str, data: MarsData | None = None, profile="quick", seed: int = 0,
     train_ds = make_dataset(x_train, y_train, batch_size=batch_size, class_weights=class_weights, shuffle=True,
                             augment=augment, seed=seed)
     val_ds = make_dataset(x_val, y_val, batch_size=batch_size)
-
-    epochs = max(1, round(prof["epochs"] * settings["train"]["epochs_scale"]))
-    patience = max(1, round(prof["patience"] * settings["train"]["patience_scale"]))
-    steps_per_epoch = math.ceil(len(x_train) / batch_size)
-    model = build_model(**settings["model"], width=prof["width"])
-    loss = combined_loss(loss_settings["terms"], ignore_class=loss_settings["ignore_class"])
-    optimizer, optimizer_callbacks = make_optimizer(settings["optimizer"]["name"], lr=settings["optimizer"]["lr"],
-                                                    steps_per_epoch=steps_per_epoch, epochs=epochs,
-                                                    **schedule_lengths(epochs))
-    extra = [*optimizer_callbacks, *([DynamicLossWeights(loss)] if loss_settings["dynamic"] else [])]
-    fit_callbacks = training_callbacks(folder, patience=patience, extra=[*extra, *callbacks])
+    epochs = run_plan["epochs"]
     eager = prof["run_eagerly"]
-    model.compile(optimizer=optimizer, loss=loss, metrics=training_metrics(), run_eagerly=eager,
-                  jit_compile=device["jit_compile"] and not eager)
+    with strategy().scope():
+        model = build_model(**settings["model"], width=prof["width"])
+        loss = combined_loss(loss_settings["terms"], ignore_class=loss_settings["ignore_class"])
+        optimizer, optimizer_callbacks = make_optimizer(
+            settings["optimizer"]["name"], lr=settings["optimizer"]["lr"],
+            steps_per_epoch=math.ceil(len(x_train) / batch_size), epochs=epochs, **schedule_lengths(epochs))
+        model.compile(optimizer=optimizer, loss=loss, metrics=training_metrics(), run_eagerly=eager,
+                      jit_compile=device["jit_compile"] and not eager)
+    lr_log = LearningRateLog()
+    extra = [lr_log, *optimizer_callbacks, *([DynamicLossWeights(loss)] if loss_settings["dynamic"] else [])]
+    return {"model": model, "loss": loss, "train_ds": train_ds, "val_ds": val_ds, "class_weights": class_weights,
+            "lr_log": lr_log, "device": device, "epochs": epochs, "train_images": len(x_train),
+            "callbacks": training_callbacks(run_plan["folder"], patience=run_plan["patience"],
+                                            extra=[*extra, *callbacks])}
 
+
+def fit(built: dict, verbose: int | str = "auto") -> float:
+    """Step 3: `model.fit` on the built datasets and callbacks (restores the best epoch); seconds taken."""
     started = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=fit_callbacks, verbose=verbose,
-              shuffle=False)
-    train_seconds = time.perf_counter() - started
+    built["model"].fit(built["train_ds"], validation_data=built["val_ds"], epochs=built["epochs"],
+                       callbacks=built["callbacks"], verbose=verbose, shuffle=False)
+    return time.perf_counter() - started
+
+
+def evaluate(run_plan: dict, built: dict, prepared: dict, data: MarsData, save_test_set: bool) -> dict:
+    """Step 4: save the model; score the held-out split; predict (and, with hidden labels, score) the test set."""
+    folder, prof, model = run_plan["folder"], run_plan["profile"], built["model"]
+    eager, batch_size = prof["run_eagerly"], prof["batch_size"] * 4
     model.save(folder / "best.keras")
-
     started = time.perf_counter()
-    test_pred = predict_labels(model, x_test, batch_size * 4, eager)
+    x_test, y_test = prepared["arrays"]["test"]
+    test_pred = predict_labels(model, x_test, batch_size, eager)
     np.savez_compressed(folder / "test_split_predictions.npz", indices=prepared["indices"]["test"],
                         y_true=y_test, y_pred=test_pred)
     limit = prof["test_set_limit"] if not save_test_set else None
     test_set = data.test_images if limit is None else data.test_images[:limit]
-    test_set_pred = predict_labels(model, test_set, batch_size * 4, eager)
+    test_set_pred = predict_labels(model, test_set, batch_size, eager)
     if save_test_set:
         np.savez_compressed(folder / "test_set_predictions.npz", y_pred=test_set_pred)
         write_submission(test_set_pred, folder / "submission.csv")
     leaderboard = None
     if data.source.labels_path:
         leaderboard = score_parts(load_test_labels(data.source.labels_path), test_set_pred)
-    eval_seconds = time.perf_counter() - started
+    return {"test": scores(y_test, test_pred), "leaderboard": leaderboard,
+            "constant_baseline": {"val": best_constant_score(prepared["arrays"]["val"][1]),
+                                  "test": best_constant_score(y_test)},
+            "eval_seconds": time.perf_counter() - started}
 
-    history = _history_from_csv(folder / "history.csv")
+
+def make_record(run_plan: dict, built: dict, prepared: dict, data: MarsData, train_seconds: float,
+                evaluation: dict) -> dict:
+    """Step 5: the run's JSON record (written by `run`): what ran, its history and its scores."""
+    history = _history_from_csv(run_plan["folder"] / "history.csv")
     monitor = "val_competition_miou"
-    record = {
-        "status": "finished", "name": name, "key": key, "seed": seed, "profile": prof,
-        "entry": {"parents": entry["parents"], "report": entry["report"], "reading": entry["reading"]},
-        "settings": settings, "data": data.source.to_dict(), "prepared": prepared["info"],
+    epochs_run = len(history.get("loss", []))
+    class_weights = built["class_weights"]
+    return {
+        "status": "finished", "name": run_plan["name"], "key": run_plan["key"], "code": run_plan["code"],
+        "seed": run_plan["seed"], "profile": run_plan["profile"],
+        "entry": {k: run_plan["entry"][k] for k in ("parents", "report", "reading")},
+        "settings": run_plan["settings"], "data": data.source.to_dict(), "prepared": prepared["info"],
         "class_weights": None if class_weights is None else [float(w) for w in class_weights],
-        "model": {"params": count_params(model), "width": prof["width"]},
-        "training": {"epochs_planned": epochs, "epochs_run": len(history.get("loss", [])), "patience": patience,
+        "model": {"params": count_params(built["model"]), "width": run_plan["profile"]["width"]},
+        "training": {"epochs_planned": run_plan["epochs"], "epochs_run": epochs_run, "patience": run_plan["patience"],
+                     **schedule_lengths(run_plan["epochs"]),
                      "best_epoch": int(np.argmax(history[monitor])) + 1 if history.get(monitor) else None,
                      "best_val_competition_miou": max(history[monitor]) if history.get(monitor) else None,
-                     "seconds": train_seconds, "images_per_second": len(x_train) * len(history.get("loss", [1])) / train_seconds},
+                     "seconds": train_seconds,
+                     "images_per_second": built["train_images"] * max(1, epochs_run) / train_seconds,
+                     "learning_rate_per_step": built["lr_log"].steps},
         "history": history,
-        "test": scores(y_test, test_pred),
-        "leaderboard": leaderboard,
-        "eval_seconds": eval_seconds, "device": device, "device_name": describe_device(), "versions": _versions(),
+        **evaluation,
+        "device": built["device"], "device_name": describe_device(), "versions": _versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def run(name: str, data: MarsData | None = None, profile="default", seed: int = 0, *, force: bool = False,
+        verbose: int | str = "auto", save_test_set: bool | None = None, callbacks=()) -> dict:
+    """Train/evaluate entry `name` (see `helpers.experiments`) and return its record (reused if finished).
+
+    `profile` is a name of `helpers.profiles` or a dict of the same keys. With `save_test_set` (default:
+    only for the Final Model) the whole competition test set is predicted and saved, and its Kaggle CSV
+    written as `submission.csv` in the run folder. `callbacks` are extra Keras callbacks for `fit`.
+    The steps plan -> build -> fit -> evaluate -> make_record are public, for benchmarks and notebooks.
+    """
+    data = data if data is not None else load_mars()
+    run_plan = plan(name, data, profile, seed)
+    folder = run_plan["folder"]
+    record_path = folder / "record.json"
+    if not force and (record := read_record(record_path)) is not None:
+        return record
+    if force and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if save_test_set is None:
+        save_test_set = name == FINAL_ENTRY
+
+    set_determinism(seed, enabled=run_plan["profile"]["deterministic"])
+    device = configure(threads=False, xla=run_plan["profile"]["xla"])
+    prepared = prepare_arrays(run_plan["settings"], run_plan["profile"], data, seed)
+    built = build(run_plan, prepared, callbacks=callbacks, device=device)
+    train_seconds = fit(built, verbose)
+    evaluation = evaluate(run_plan, built, prepared, data, save_test_set)
+    record = make_record(run_plan, built, prepared, data, train_seconds, evaluation)
     write_json_atomic(record_path, record)
     shutil.rmtree(folder / "backup", ignore_errors=True)
     return record
 
 
 def main(argv=None) -> int:
-    """`python -m helpers.train NAME [--profile quick] [--seed 0] [--data PATH] [--force]`: one run, its scores."""
+    """`python -m helpers.train NAME [--profile default] [--seed 0] [--data PATH] [--force]`: one run, its scores."""
     import argparse
     import json
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m helpers.train", description=main.__doc__.split(":")[1].strip())
     parser.add_argument("name", help=f"an experiment: {', '.join(experiments.names(include_ablations=True))}")
-    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--profile", default="default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", help="competition-layout npz (default: load_mars search order)")
     parser.add_argument("--labels", help="hidden test labels npz (default: beside the data file)")

@@ -59,7 +59,7 @@ def run_module(*args, env=None, timeout=300):
                           env={**os.environ, **(env or {})})
 
 
-SMOKE_SIZE = {"n_train": 300, "n_test": 48, "seed": 3}  # 300 training images hold 12 aliens: above K = 10
+SMOKE_SIZE = {"n_train": 300, "n_test": 48, "seed": 3}  # 300 training images hold 12 aliens (the shipped alien mask)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,13 @@ H100 = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": (9, 0)}
 P100 = {"name": "Tesla P100-PCIE-16GB", "compute_capability": (6, 0)}
 
 
+def test_cpu_with_amx_bf16_trains_in_bfloat16_without_xla():
+    amx = choose_settings({**CPU, "cpu_amx_bf16": True})
+    assert amx["mixed_precision"] == "mixed_bfloat16" and amx["jit_compile"] is False
+    assert choose_settings({**CPU, "cpu_amx_bf16": True}, mixed_precision=False)["jit_compile"] is True
+    assert choose_settings({**CPU, "cpu_amx_bf16": False})["mixed_precision"] == "float32"
+
+
 def _gpu_facts(*gpus):
     return {**CPU, "device_type": "gpu", "gpus": list(gpus), "replicas": len(gpus)}
 

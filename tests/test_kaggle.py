@@ -22,7 +22,7 @@ REPO_PACKAGE = REPO_ROOT / "helpers"
 
 @pytest.fixture(scope="module")
 def bundled(tmp_path_factory):
-    return bundle(tmp_path_factory.mktemp("dist") / "kaggle", profile="quick", seed=2, user="jane-doe")
+    return bundle(tmp_path_factory.mktemp("dist") / "kaggle", profile="default", seed=2, user="jane-doe")
 
 
 def _code_cells(notebook_path):
@@ -50,7 +50,7 @@ def test_notebook_has_one_parameters_cell_and_imports_neither_papermill_nor_seab
 
     declared = papermill.inspect_notebook(str(bundled["notebook"]))
     assert set(declared) == {"PROFILE", "SEED", "INPUT_DIR", "OUTPUT_DIR"}
-    assert declared["PROFILE"]["default"] == '"quick"' and declared["SEED"]["default"] == "2"
+    assert declared["PROFILE"]["default"] == '"default"' and declared["SEED"]["default"] == "2"
     cells = _code_cells(bundled["notebook"])
     assert sum("parameters" in cell.metadata.get("tags", []) for cell in cells) == 1
     assert all(not cell.outputs and cell.execution_count is None for cell in cells)

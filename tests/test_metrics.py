@@ -152,3 +152,24 @@ def test_full_test_set_size_counts_every_pixel():
 def test_bad_inputs_raise_value_error(y_true, y_pred, message):
     with pytest.raises(ValueError, match=message):
         metrics.competition_miou(y_true, y_pred)
+
+
+def test_best_constant_score_by_hand_and_against_constant_predictions():
+    # labelled pixels: soil 3, bedrock 1 (background is ignored). Constant soil: IoU_soil = 3/4, IoU_bedrock = 0
+    # -> 0.375; constant bedrock: 1/4 and 0 -> 0.125; constant sand: 0, 0, 0 -> 0; constant background: 0.
+    y = np.array([[[0, 1, 1, 1, 2, 0]]])
+    best = metrics.best_constant_score(y)
+    assert best["class_id"] == 1 and best["score"] == pytest.approx(0.375)
+    assert best["per_class"] == pytest.approx([0.0, 0.375, 0.125, 0.0, 0.0])
+    y_true, _ = random_pair(4, shape=(4, 64, 128))
+    best = metrics.best_constant_score(y_true)
+    expected = [metrics.competition_miou(y_true, np.full_like(y_true, c)) for c in range(NUM_CLASSES)]
+    assert best["per_class"] == pytest.approx(expected, abs=1e-12)
+    assert best["score"] == max(expected) and best["class_id"] == int(np.argmax(expected))
+    assert metrics.best_constant_score(np.zeros((2, 4, 4), dtype=int))["score"] == 0.0  # nothing labelled
+
+
+def test_best_constant_score_equals_keras_meaniou_of_the_constant():
+    y_true, _ = random_pair(5, high=4)  # big rock absent
+    best = metrics.best_constant_score(y_true)
+    assert best["score"] == pytest.approx(keras_miou(y_true, np.full_like(y_true, best["class_id"])), abs=1e-6)

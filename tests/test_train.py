@@ -2,6 +2,7 @@
 import json
 import re
 import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -11,7 +12,7 @@ from conftest import run_module
 from helpers import synthetic, train
 from helpers.experiments import TABLE1
 from helpers.profiles import get_profile
-from helpers.records import all_records, run_dir, run_key
+from helpers.records import all_records, code_fingerprint, run_dir, run_key
 from helpers.submission import read_submission
 from helpers.table import MISSING, write_table
 
@@ -54,9 +55,20 @@ def test_finished_runs_are_reused(smoke_records, smoke_data, monkeypatch):
 def test_key_depends_on_everything_that_changes_a_run():
     settings, profile = {"a": 1}, get_profile("smoke")
     base = run_key(settings, profile, 0, "f" * 16, "1")
-    assert len({base, run_key({"a": 2}, profile, 0, "f" * 16, "1"), run_key(settings, get_profile("quick"), 0, "f" * 16, "1"),
+    assert len({base, run_key({"a": 2}, profile, 0, "f" * 16, "1"), run_key(settings, get_profile("default"), 0, "f" * 16, "1"),
                 run_key(settings, profile, 1, "f" * 16, "1"), run_key(settings, profile, 0, "e" * 16, "1"),
                 run_key(settings, profile, 0, "f" * 16, "2")}) == 6
+
+
+def test_code_fingerprint_changes_with_numeric_code_only(tmp_path):
+    package = Path(train.__file__).parent
+    for source in package.glob("*.py"):
+        shutil.copy(source, tmp_path / source.name)
+    assert code_fingerprint(tmp_path) == code_fingerprint()
+    (tmp_path / "plots.py").write_text((tmp_path / "plots.py").read_text() + "\n# a comment\n")
+    assert code_fingerprint(tmp_path) == code_fingerprint(), "reporting code does not invalidate records"
+    (tmp_path / "losses.py").write_text((tmp_path / "losses.py").read_text() + "\nEXTRA = 1\n")
+    assert code_fingerprint(tmp_path) != code_fingerprint(), "a loss edit invalidates records"
 
 
 class Interrupt(keras.callbacks.Callback):
@@ -79,9 +91,7 @@ def test_interrupted_run_resumes_from_its_last_epoch(smoke_data, smoke_records):
     before = {p: p.read_text() for p in sorted(run_dir("x", "y").parent.glob("*/record.json"))}
     with pytest.raises(KeyboardInterrupt):
         train.run("Network 1", smoke_data, profile, 0, verbose=0, callbacks=[Interrupt(2)])
-    key = run_key(train.experiments.resolve("Network 1"), profile, 0, smoke_data.source.fingerprint,
-                  train.helpers.__version__)
-    folder = run_dir("Network 1", key)
+    folder = train.plan("Network 1", smoke_data, profile, 0)["folder"]
     assert not (folder / "record.json").exists() and (folder / "backup").exists()
     assert {p: p.read_text() for p in before} == before, "records already written are kept"
     record = train.run("Network 1", smoke_data, profile, 0, verbose=0, callbacks=[Interrupt(2)])

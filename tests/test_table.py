@@ -1,0 +1,117 @@
+"""helpers.table's checks on hand-made records (no training): did-not-learn, identical predictions, seeds, ranks."""
+import csv
+import hashlib
+import math
+
+import numpy as np
+import pytest
+
+from helpers import table
+from helpers.experiments import REPORTED, TABLE1, resolve
+from helpers.metrics import best_constant_score
+from helpers.notebook import summary
+from helpers.records import run_dir
+
+Y_TRUE = np.kron(np.array([[[1, 1, 2, 3]]]), np.ones((64, 32), dtype=np.uint8)).repeat(2, axis=0)  # (2, 64, 128)
+
+
+def fake_record(name, seed=0, *, test=0.5, best_val=0.6, constant=0.25, y_pred=None, settings=None):
+    """A finished-run record with the fields the table reads; saves test-split predictions when given."""
+    key = hashlib.sha256(f"{name}/{seed}".encode()).hexdigest()[:12]
+    record = {"status": "finished", "name": name, "key": key, "seed": seed, "finished_at": "2024-01-01T00:00:00",
+              "profile": {"name": "smoke", "width": 0.25, "batch_size": 8, "epochs": 1, "patience": 1, "max_train": 1,
+                          "max_val": 1, "max_test": 2, "test_set_limit": None},
+              "data": {"kind": "synthetic", "path": "/x/smoke.npz", "fingerprint": "f" * 16},
+              "settings": settings or resolve(name), "device_name": "cpu",
+              "history": {"val_competition_miou": [best_val / 2, best_val]},
+              "training": {"best_val_competition_miou": best_val, "epochs_run": 2, "seconds": 1.0},
+              "model": {"params": 10},
+              "test": {"competition_miou": test, "miou_1_4": test}, "leaderboard": None}
+    if constant is not None:
+        record["constant_baseline"] = {"val": {"score": constant, "class_id": 1, "per_class": [0, constant, 0, 0, 0]},
+                                       "test": best_constant_score(Y_TRUE)}
+    if y_pred is not None:
+        folder = run_dir(name, key)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(folder / "test_split_predictions.npz", indices=np.arange(2), y_true=Y_TRUE, y_pred=y_pred)
+    return record
+
+
+def prediction(seed):
+    return np.random.default_rng(seed).integers(0, 5, Y_TRUE.shape).astype(np.uint8)
+
+
+def test_did_not_learn_unchecked_and_identical_predictions(isolated_dirs):
+    chosen = {
+        "Baseline": [fake_record("Baseline", y_pred=prediction(0))],
+        "Network 1": [fake_record("Network 1", best_val=0.25, y_pred=prediction(1))],  # = the constant: no
+        "Network 2": [fake_record("Network 2", constant=None, y_pred=prediction(2))],  # old record
+        "Network 3": [fake_record("Network 3", y_pred=prediction(0))],  # Baseline's predictions, other settings
+        "Network 4": [fake_record("Network 4", settings=resolve("Baseline"), y_pred=prediction(0))],  # same settings
+    }
+    flags = table.flags(chosen)
+    assert flags["Network 1"] == [table.DID_NOT_LEARN]
+    assert flags["Network 2"] == [table.UNCHECKED]
+    assert flags["Baseline"] == ["identical predictions to Network 3"]
+    assert flags["Network 3"] == ["identical predictions to Baseline, Network 4"]
+    assert flags["Network 4"] == ["identical predictions to Network 3"]  # not to Baseline: same settings
+    assert table.learned(chosen["Baseline"][0]) is True and table.learned(chosen["Network 2"][0]) is None
+    two_seeds = {"Network 1": {0: fake_record("Network 1", 0), 1: fake_record("Network 1", 1, best_val=0.1)}}
+    assert table.flags(two_seeds)["Network 1"] == [f"{table.DID_NOT_LEARN} (1 of 2 seeds)"]
+    assert summary(chosen).loc["Network 1", "flags"] == table.DID_NOT_LEARN
+
+
+def test_table_shows_flags_and_the_constant_predictor(isolated_dirs):
+    records = [fake_record(name, test=0.1 + 0.05 * i, y_pred=prediction(i)) for i, name in enumerate(TABLE1)
+               if name != "Network 4"]
+    records[1] = fake_record("Network 1", best_val=0.2, test=0.15, y_pred=prediction(1))
+    paths = table.write_table(profile="smoke", records=records, out_dir=isolated_dirs / "out")
+    text = paths["md"].read_text()
+    line = next(row for row in text.splitlines() if row.startswith("| Network 1 |"))
+    assert line.endswith(f"| {table.DID_NOT_LEARN} |") and "| 15.00 |" in line
+    assert next(row for row in text.splitlines() if row.startswith("| Baseline |")).endswith("| 1 |  |")
+    assert next(row for row in text.splitlines() if row.startswith("| Network 4 |")).count(table.MISSING) == 4
+    constant = 100 * best_constant_score(Y_TRUE)["score"]
+    assert f"Best constant predictor on the test split: split `all`: {constant:.2f} (soil everywhere)" in text
+    assert "Spearman ρ" in text and "untuned" in text
+    with paths["csv"].open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(TABLE1) and rows[1]["Flags"] == table.DID_NOT_LEARN and rows[0]["Flags"] == ""
+
+
+def test_constant_score_from_saved_predictions_for_old_records(isolated_dirs):
+    record = fake_record("Baseline", constant=None, y_pred=prediction(0))
+    assert table.constant_test_score(record) == best_constant_score(Y_TRUE)
+    assert table.constant_test_score(fake_record("Network 1", constant=None)) is None
+
+
+def test_difference_is_real_only_beyond_the_seed_spread():
+    assert not table.difference_is_real([0.5], [0.1])  # one seed: never
+    assert not table.difference_is_real([0.50, 0.52, 0.48], [0.49, 0.45, 0.53])  # within the spread
+    assert table.difference_is_real([0.60, 0.61, 0.59], [0.40, 0.42, 0.41])
+    assert not table.difference_is_real([0.5, 0.7], [0.45, 0.5])  # diff 0.125 < std 0.141
+
+
+def test_compare_says_when_a_difference_is_not_called_real(isolated_dirs):
+    chosen = {"Baseline": [fake_record("Baseline", test=0.4)], "Network 1": [fake_record("Network 1", test=0.5)]}
+    assert "+10.00 points" in table.compare(chosen, "Network 1", "Baseline")
+    assert "not called real" in table.compare(chosen, "Network 1", "Baseline")
+    seeds = {name: [fake_record(name, s, test=t + 0.01 * s) for s in range(3)]
+             for name, t in (("Baseline", 0.4), ("Network 1", 0.5))}
+    assert "real, beyond the seed spread" in table.compare(seeds, "Network 1", "Baseline")
+    seeds["Network 1"][0] = fake_record("Network 1", 0, test=0.5, best_val=0.1)
+    assert "Network 1 did not learn (1 of 3 seeds)" in table.compare(seeds, "Network 1", "Baseline")
+
+
+def test_rank_vs_report_orders_rows_and_gives_spearman(isolated_dirs):
+    # Our scores in the report's test order exactly: ρ = 1 against its test column.
+    chosen = {name: [fake_record(name, test=REPORTED[name][0] / 100)] for name in TABLE1}
+    ranks = table.rank_vs_report(chosen)
+    assert ranks["n"] == len(TABLE1) and ranks["spearman_test"] == pytest.approx(1.0)
+    best = min(ranks["rows"], key=lambda r: r["our rank"])
+    assert best["Model"] == max(REPORTED, key=lambda n: REPORTED[n][0]) and best["report test rank"] == 1
+    reverse = {name: [fake_record(name, test=1 - REPORTED[name][0] / 100)] for name in TABLE1}
+    assert table.rank_vs_report(reverse)["spearman_test"] == pytest.approx(-1.0)
+    few = table.rank_vs_report({n: chosen[n] for n in TABLE1[:2]})
+    assert few["n"] == 2 and math.isnan(few["spearman_test"])
+    table.rank_plot(ranks)
