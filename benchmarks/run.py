@@ -28,16 +28,17 @@ from helpers.device import configure
 from helpers.experiments import resolve
 from helpers.models import build_model
 from helpers.paths import reports_dir
+from helpers.profiles import get_profile
 
 FULL = {
-    "train": {"Baseline": {"images": 128, "batch_size": 64, "repeats": 3},
-              "Final Model": {"images": 32, "batch_size": 32, "repeats": 2}},
+    "train": {"Baseline": {"images": 512, "batch_size": 32, "repeats": 3},
+              "Network 9": {"images": 256, "batch_size": 32, "repeats": 2}},
     "test_images": 10022, "peer_predict_images": 1024, "final_predict_images": 256,
     "sweep_images": 192, "sweep_batch_sizes": {True: (16, 32, 64, 128), False: (32, 64)}, "pandas_rows": 300,
 }
 FAST = {
     "train": {"Baseline": {"images": 8, "batch_size": 4, "repeats": 1},
-              "Final Model": {"images": 4, "batch_size": 4, "repeats": 1}},
+              "Network 9": {"images": 4, "batch_size": 4, "repeats": 1}},
     "test_images": 200, "peer_predict_images": 64, "final_predict_images": 16,
     "sweep_images": 32, "sweep_batch_sizes": {True: (16, 32), False: (32,)}, "pandas_rows": 20,
 }
@@ -55,18 +56,26 @@ def _training_data(n: int):
 
 
 def _benchmark_training(sizes, settings, results, device):
+    """Each entry of `sizes["train"]` at the default profile's width: ours, peer, and for the Baseline ours with
+    the other dtype/XLA choice (float32 + XLA where the device picked bfloat16, else without XLA)."""
     results["training"] = {}
-    for name in MODELS:
-        size = sizes["train"][name]
+    for name, size in sizes["train"].items():
         images, masks = _training_data(size["images"])
         kwargs = {"batch_size": size["batch_size"], "repeats": size["repeats"]}
-        runs = {"ours": training.ours(name, images, masks, jit_compile=settings["jit_compile"], **kwargs)}
-        if name == "Baseline" and settings["jit_compile"]:
-            runs["ours_without_xla"] = training.ours(name, images, masks, jit_compile=False, **kwargs)
+        runs = {"ours": training.ours(name, images, masks, device=settings, **kwargs)}
+        if name == "Baseline":
+            policy = keras.mixed_precision.global_policy().name
+            other = ({**settings, "mixed_precision": "float32", "jit_compile": True} if policy != "float32"
+                     else {**settings, "jit_compile": not settings["jit_compile"]})
+            keras.mixed_precision.set_global_policy(other["mixed_precision"])
+            runs["ours_" + ("float32_xla" if policy != "float32" else "other_xla")] = training.ours(
+                name, images, masks, device=other, **kwargs)
+            keras.mixed_precision.set_global_policy(policy)
         runs["peer"] = training.peer(name, images, masks, **kwargs)
         results["training"][name] = runs
         for way, run in runs.items():
-            _say(f"[{device}] training {name}, {way}: {run['per_second']:.2f} images/s "
+            _say(f"[{device}] training {name} (width {run['width']}), {way} ({run['mixed_precision']}, XLA "
+                 f"{'on' if run['jit_compile'] else 'off'}): {run['per_second']:.2f} images/s "
                  f"(batch {run['batch_size']}, epochs {run['seconds']} s, first = warm-up)")
 
 
@@ -134,8 +143,11 @@ def main(argv=None) -> int:
     _say(f"device: {device}; settings: {json.dumps(settings)}")
 
     results["matmul_gflops"] = timing.matmul_gflops(1024 if args.fast else 4096)
-    results["peak_gflops"] = max(results["matmul_gflops"].values())
+    results["peak_gflops"] = max(v for k, v in results["matmul_gflops"].items() if "bfloat16" not in k)
     results["flops"] = {name: flops.forward_flops(build_model(**resolve(name)["model"])) for name in MODELS}
+    width = get_profile("default")["width"]
+    results["training_flops"] = {name: flops.forward_flops(build_model(**resolve(name)["model"], width=width))
+                                 for name in sizes["train"]}
     _say(f"[{device}] float32 matmul GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in results["matmul_gflops"].items())
          + "; forward GFLOP per image: "
          + ", ".join(f"{n} {f / 1e9:.3f}" for n, f in results["flops"].items()))

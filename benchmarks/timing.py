@@ -45,7 +45,8 @@ def peak_memory_mb() -> float:
 
 
 def matmul_gflops(n: int = 4096, repeats: int = 3) -> dict:
-    """Float32 GFLOP/s of an n×n matmul (2n³ FLOPs), best of `repeats` after a warm-up: TensorFlow's and numpy's.
+    """GFLOP/s of an n×n matmul (2n³ FLOPs), best of `repeats` after a warm-up: TensorFlow's and numpy's in
+    float32, and TensorFlow's in bfloat16 (oneDNN's AMX kernels where the CPU has them).
 
     numpy's BLAS (OpenBLAS) comes close to the cores' FMA peak; TensorFlow's own CPU matmul reaches far less.
     The higher of the two is the ceiling the convolutions are compared against.
@@ -54,5 +55,7 @@ def matmul_gflops(n: int = 4096, repeats: int = 3) -> dict:
     tensor = tf.constant(a)
     matmul = tf.function(lambda x: tf.reduce_sum(tf.linalg.matmul(x, x)))
     flops = 2 * n**3 / 1e9
+    bf16 = tf.cast(tensor, tf.bfloat16)
     return {"tensorflow": flops / min(time_calls(lambda: matmul(tensor).numpy(), repeats)[1:]),
-            "numpy": flops / min(time_calls(lambda: a @ a, repeats)[1:])}
+            "numpy": flops / min(time_calls(lambda: a @ a, repeats)[1:]),
+            "tensorflow_bfloat16": flops / min(time_calls(lambda: matmul(bf16).numpy(), repeats)[1:])}

@@ -1,63 +1,79 @@
-"""Training throughput of one Table 1 entry: the project's pipeline against the plain way peers train.
+"""Training throughput of Table 1 entries: the project's own training path against the plain way peers train.
 
-Both ways train the same model (full width), loss, optimizer, metrics and batch size on the same images, so
-only the way of feeding and running the steps differs:
-- ours: the model built inside `helpers.device.strategy()`'s scope (the default strategy on one device,
-  MirroredStrategy over several GPUs), compiled with the per-device XLA choice of `helpers.device.configure`,
-  fed by `helpers.dataset.make_dataset` (tf.data: cache, shuffle, batched map, prefetch);
-- peer: `model.fit` on numpy arrays, `jit_compile=False`, Keras' defaults otherwise.
+- ours: exactly what `helpers.train.run` does — `train.plan` → `train.build` (tf.data input, the model built
+  and compiled inside `helpers.device.strategy()`, the per-device dtype and XLA choice of
+  `helpers.device.configure`, the run's callbacks) → `train.fit` — on the profile's width and batch;
+- peer: the same model, loss, optimizer and metrics at the same width and batch, in float32 without XLA,
+  with numpy arrays into `model.fit` (Keras's defaults otherwise).
 Throughput is images per second of an epoch, the median over the epochs after the first (the warm-up, which
-pays for tracing and XLA compilation).
+pays for tracing and compilation). The run folders go to a temporary directory.
 """
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import keras
 import numpy as np
 
 from benchmarks.timing import EpochTimer, rate
-from helpers.dataset import make_dataset
-from helpers.device import strategy
-from helpers.experiments import resolve
+from helpers import train
+from helpers.data import DataSource, MarsData
 from helpers.losses import class_weights_from_masks, combined_loss
 from helpers.metrics import training_metrics
 from helpers.models import build_model
 from helpers.optim import make_optimizer
-from helpers.train import schedule_lengths
+from helpers.profiles import get_profile
 
 
-def _compiled_model(name: str, masks: np.ndarray, *, steps_per_epoch: int, epochs: int, jit_compile: bool):
-    """Entry `name`'s model, compiled with its loss, optimizer and the training metrics; and its class weights."""
-    settings = resolve(name)
-    loss_settings = settings["loss"]
-    class_weights = None
-    if loss_settings["class_weights"] is not None:
-        class_weights = class_weights_from_masks(masks, cap=loss_settings["class_weights"].get("cap"))
-    model = build_model(**settings["model"])
-    optimizer, _ = make_optimizer(settings["optimizer"]["name"], lr=settings["optimizer"]["lr"],
-                                  steps_per_epoch=steps_per_epoch, epochs=epochs, **schedule_lengths(epochs))
-    loss = combined_loss(loss_settings["terms"], ignore_class=loss_settings["ignore_class"])
-    model.compile(optimizer=optimizer, loss=loss, metrics=training_metrics(), jit_compile=jit_compile)
-    return model, class_weights
+def bench_profile(batch_size: int, epochs: int) -> dict:
+    """The default profile (its width) with the benchmark's batch and epoch count."""
+    return {**get_profile("default"), "name": "bench", "batch_size": batch_size, "epochs": epochs,
+            "patience": epochs}
 
 
-def ours(name: str, images: np.ndarray, masks: np.ndarray, *, batch_size: int, repeats: int,
-         jit_compile: bool) -> dict:
-    """Images/s of the project's way: strategy scope, per-device XLA choice, tf.data input."""
-    epochs = 1 + repeats
-    steps = -(-len(images) // batch_size)
-    with strategy().scope():
-        model, class_weights = _compiled_model(name, masks, steps_per_epoch=steps, epochs=epochs,
-                                               jit_compile=jit_compile)
-    dataset = make_dataset(images, masks, batch_size=batch_size, class_weights=class_weights, shuffle=True)
+def ours(name: str, images: np.ndarray, masks: np.ndarray, *, batch_size: int, repeats: int, device: dict) -> dict:
+    """Images/s of `helpers.train`'s own path for entry `name` (plan → build → fit), `device` from `configure`."""
+    profile = bench_profile(batch_size, 1 + repeats)
+    data = MarsData(train_images=images, train_masks=masks, test_images=images[:1],
+                    source=DataSource(kind="benchmark", path="", fingerprint="bench", labels_path=None,
+                                      found_by="benchmark"))
+    prepared = {"arrays": {"train": (images, masks), "val": (images[:batch_size], masks[:batch_size])}}
     timer = EpochTimer()
-    model.fit(dataset, epochs=epochs, callbacks=[timer], verbose=0, shuffle=False)
-    return {**rate(len(images), timer.seconds), "jit_compile": jit_compile, "batch_size": batch_size}
+    with tempfile.TemporaryDirectory() as folder:
+        previous = os.environ.get("MARS_REPORTS")
+        os.environ["MARS_REPORTS"] = folder
+        try:
+            run_plan = train.plan(name, data, profile, seed=0)
+            built = train.build(run_plan, prepared, callbacks=[timer], device=device)
+            train.fit(built, verbose=0)
+        finally:
+            os.environ.pop("MARS_REPORTS") if previous is None else os.environ.__setitem__("MARS_REPORTS", previous)
+    return {**rate(len(images), timer.seconds), "jit_compile": device["jit_compile"],
+            "mixed_precision": device["mixed_precision"], "batch_size": batch_size, "width": profile["width"]}
 
 
 def peer(name: str, images: np.ndarray, masks: np.ndarray, *, batch_size: int, repeats: int) -> dict:
-    """Images/s of the plain way: numpy arrays into `model.fit`, no XLA."""
-    epochs = 1 + repeats
-    steps = -(-len(images) // batch_size)
-    model, class_weights = _compiled_model(name, masks, steps_per_epoch=steps, epochs=epochs, jit_compile=False)
-    sample_weight = None if class_weights is None else class_weights[masks]
-    timer = EpochTimer()
-    model.fit(images[..., None], masks.astype(np.int32), sample_weight=sample_weight, batch_size=batch_size,
-              epochs=epochs, callbacks=[timer], verbose=0)
-    return {**rate(len(images), timer.seconds), "jit_compile": False, "batch_size": batch_size}
+    """Images/s of the plain way at the same width and batch: float32, numpy arrays into `model.fit`, no XLA."""
+    settings, width = train.experiments.resolve(name), get_profile("default")["width"]
+    loss_settings, epochs = settings["loss"], 1 + repeats
+    policy = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        model = build_model(**settings["model"], width=width)
+        optimizer, _ = make_optimizer(settings["optimizer"]["name"], lr=settings["optimizer"]["lr"],
+                                      steps_per_epoch=math.ceil(len(images) / batch_size), epochs=epochs,
+                                      **train.schedule_lengths(epochs))
+        loss = combined_loss(loss_settings["terms"], ignore_class=loss_settings["ignore_class"])
+        model.compile(optimizer=optimizer, loss=loss, metrics=training_metrics(), jit_compile=False)
+        weights = None
+        if loss_settings["class_weights"] is not None:
+            weights = class_weights_from_masks(masks, cap=loss_settings["class_weights"].get("cap"))[masks]
+        timer = EpochTimer()
+        model.fit(images[..., None], masks.astype(np.int32), sample_weight=weights, batch_size=batch_size,
+                  epochs=epochs, callbacks=[timer], verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    return {**rate(len(images), timer.seconds), "jit_compile": False, "mixed_precision": "float32",
+            "batch_size": batch_size, "width": width}

@@ -6,7 +6,7 @@
 full competition size) and reused after. Every problem with a file is a `DataError` whose message is one
 line naming the problem and the fix; `python -m helpers.data inspect PATH` prints it and exits 2.
 
-The competition layout (STUDY.md): `training_set` (N, 2, 64, 128) with images in `[:, 0]` as whole grey
+The competition layout (docs/study.md): `training_set` (N, 2, 64, 128) with images in `[:, 0]` as whole grey
 levels 0..255 and masks 0..4 in `[:, 1]`, both float64; `test_set` (M, 64, 128) float64 or uint8. Any
 numeric dtype is accepted here.
 """

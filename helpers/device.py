@@ -14,6 +14,7 @@ Order of calls in a fresh process, before any model or tensor exists:
 returned as `jit_compile` for the caller to pass on. Under "mixed_float16" Keras wraps the optimizer
 in a `LossScaleOptimizer` by itself; keep the softmax head in float32 (`dtype="float32"`).
 """
+import json
 import math
 import os
 import platform
@@ -92,10 +93,11 @@ def _gpus() -> list[dict]:
 
 def _replicas(gpus: list, tpu_cores: int) -> int:
     """How many devices `strategy()` will mirror over (read without initialising the runtime)."""
+    workers = max(1, _tf_config_workers())
     if gpus or tpu_cores:
-        return max(len(gpus), tpu_cores, 1)
+        return workers * max(len(gpus), tpu_cores, 1)
     logical = tf.config.get_logical_device_configuration(tf.config.list_physical_devices("CPU")[0])
-    return len(logical) if logical else 1
+    return workers * (len(logical) if logical else 1)
 
 
 def device_facts() -> dict:
@@ -238,13 +240,38 @@ def _tpu_resolver():
     return None
 
 
-def strategy() -> tf.distribute.Strategy:
-    """The `tf.distribute` strategy for what is present.
+_STRATEGY: tf.distribute.Strategy | None = None
 
-    A TPU (the cluster resolver succeeds) → TPUStrategy; several GPUs → MirroredStrategy over all;
-    no GPU but several logical CPUs (after `split_cpu`) → MirroredStrategy over them; else the
-    default strategy. Call after `split_cpu`/`configure`: this starts the TensorFlow runtime.
+
+def _tf_config_workers() -> int:
+    """Workers named in the `TF_CONFIG` cluster (TensorFlow's own multi-worker convention), 0 without one."""
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except json.JSONDecodeError:
+        raise ValueError("TF_CONFIG is not valid JSON: set it to {\"cluster\": {\"worker\": [...]}, "
+                         "\"task\": {\"type\": \"worker\", \"index\": i}} or unset it") from None
+    cluster = config.get("cluster") or {}
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def strategy() -> tf.distribute.Strategy:
+    """The `tf.distribute` strategy for what is present, made once per process and then reused.
+
+    A `TF_CONFIG` cluster of several workers → MultiWorkerMirroredStrategy (each worker runs the same
+    command; TensorFlow's collectives do the rest); a TPU (the cluster resolver succeeds) → TPUStrategy;
+    several GPUs → MirroredStrategy over all; no GPU but several logical CPUs (after `split_cpu`) →
+    MirroredStrategy over them; else the default strategy. Call after `split_cpu`/`configure`: this starts
+    the TensorFlow runtime.
     """
+    global _STRATEGY
+    if _STRATEGY is None:
+        _STRATEGY = _new_strategy()
+    return _STRATEGY
+
+
+def _new_strategy() -> tf.distribute.Strategy:
+    if _tf_config_workers() > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = _tpu_resolver()
     if resolver is not None:
         tf.config.experimental_connect_to_cluster(resolver)

@@ -1,7 +1,7 @@
 """Leaderboard-style scoring of competition test-set predictions against hidden labels.
 
 The real leaderboard scored a public part of the test set (reportedly 25 %) during the competition and
-a private part for the final ranking (STUDY.md). The synthetic default ships hidden test masks and a
+a private part for the final ranking (docs/study.md). The synthetic default ships hidden test masks and a
 seeded 25 % / 75 % public/private partition (`<stem>_test_labels.npz`), so the same two numbers can be
 emulated locally. Predictions may cover only the first n test images (the default profile predicts a
 prefix); each part is then scored on its ids below n, and the count is recorded.

@@ -15,11 +15,15 @@ Two kinds of term, and how per-pixel sample weights (the pipeline's `class_weigh
   class-limit and low-pass are priors on a whole map. A per-image weight of shape (B,) is applied
   (`sum_b w_b * l_b / B`); a per-pixel one (rank >= 2) is not used.
 
-Only the default reduction ("sum_over_batch_size") exists; under a `tf.distribute` strategy each term
-is divided by the replicas in sync, as Keras's own losses are (every term, Keras's CE included, is
-scaled once, so the weighted sum is too). Cross-entropy is Keras's own `SparseCategoricalCrossentropy(ignore_class=0)`;
-the rest is written here because Keras has no sparse focal loss, its `Dice` is one-hot only with no
-smoothing, and it has no boundary, class-limit or low-pass loss.
+Only the default reduction ("sum_over_batch_size") exists. Under a `tf.distribute` strategy with several
+replicas each term returns its replica's share of the global batch value, as Keras's own losses do: image
+terms are divided by the replicas in sync, pixel terms divide by the scored-pixel count summed over the
+replicas. Equal replica batches then give the one-device loss and gradients (tests/test_distributed.py).
+
+Everything is written here because Keras has no sparse focal loss, its `Dice` is one-hot only with no
+smoothing, it has no boundary, class-limit or low-pass loss, and its sparse cross-entropy with
+`ignore_class` divides by each replica's own pixel count (`SparseCrossEntropy` gives its numbers on one
+device and the one-device value on several).
 """
 import math
 
@@ -117,10 +121,18 @@ def _split_sample_weight(sample_weight):
 
 
 def _pixel_mean(values, valid, sample_weight):
-    """Keras's weighted mean: sum over scored pixels of w_i * l_i, divided by their count."""
+    """Keras's weighted mean: sum over scored pixels of w_i * l_i, divided by their count.
+
+    Under a strategy with several replicas the count is summed over the replicas, so each replica returns
+    its share of the global mean (the replicas' shares add up to the one-device value, whatever number of
+    scored pixels each replica's images hold)."""
     pixel_weight, _ = _split_sample_weight(sample_weight)
     weights = valid if pixel_weight is None else valid * pixel_weight
-    return ops.divide_no_nan(ops.sum(values * weights), ops.sum(valid))
+    count = ops.sum(valid)
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+    return ops.divide_no_nan(ops.sum(values * weights), count)
 
 
 def _image_mean(values, sample_weight):
@@ -130,7 +142,7 @@ def _image_mean(values, sample_weight):
 
 
 def _per_replica(value):
-    """Divide a batch-mean loss by the replicas in sync, as Keras's own losses do under `tf.distribute`:
+    """Divide a per-image mean by the replicas in sync, as Keras's own losses do under `tf.distribute`:
     the strategy sums the replicas' gradients, so each replica must contribute mean / replicas."""
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     return value if replicas == 1 else value / float(replicas)
@@ -166,10 +178,34 @@ class _SegmentationLoss(keras.losses.Loss):
             values = self.call(labels, probs)
             if self.per_image:
                 return _per_replica(_image_mean(values, sample_weight))
-            return _per_replica(_pixel_mean(values, _valid_pixels(labels, self.ignore_class), sample_weight))
+            return _pixel_mean(values, _valid_pixels(labels, self.ignore_class), sample_weight)
 
     def get_config(self):
         return {**super().get_config(), "ignore_class": self.ignore_class}
+
+
+def _true_class_probability(labels, probs):
+    """p of the true class per pixel, after Keras's own renormalisation and clipping to [eps, 1 - eps]."""
+    probs = probs / ops.sum(probs, axis=-1, keepdims=True)
+    probs = ops.clip(probs, keras.backend.epsilon(), 1.0 - keras.backend.epsilon())
+    return ops.squeeze(ops.take_along_axis(probs, ops.expand_dims(labels, -1), axis=-1), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="helpers")
+class SparseCrossEntropy(_SegmentationLoss):
+    """Cross-entropy on integer labels, -log p_true per pixel: on one device the numbers of Keras's
+    `SparseCategoricalCrossentropy(ignore_class=...)` (tests/test_losses.py checks it).
+
+    Written here for one reason: with `ignore_class`, Keras's own divides by each replica's count of
+    scored pixels, so under a multi-device strategy the mean drifts from the one-device value when the
+    replicas' images hold different numbers of background pixels; this one divides by the global count.
+    """
+
+    def __init__(self, *, ignore_class=BACKGROUND, name="ce", **kwargs):
+        super().__init__(ignore_class=ignore_class, name=name, **kwargs)
+
+    def call(self, labels, probs):
+        return -ops.log(_true_class_probability(labels, probs))
 
 
 @keras.saving.register_keras_serializable(package="helpers")
@@ -186,9 +222,7 @@ class SparseFocalLoss(_SegmentationLoss):
         self.alpha, self.gamma = float(alpha), float(gamma)
 
     def call(self, labels, probs):
-        probs = probs / ops.sum(probs, axis=-1, keepdims=True)
-        probs = ops.clip(probs, keras.backend.epsilon(), 1.0 - keras.backend.epsilon())
-        p_true = ops.squeeze(ops.take_along_axis(probs, ops.expand_dims(labels, -1), axis=-1), axis=-1)
+        p_true = _true_class_probability(labels, probs)
         return self.alpha * ops.power(1.0 - p_true, self.gamma) * -ops.log(p_true)
 
     def get_config(self):
@@ -338,10 +372,9 @@ class LowPassLoss(_SegmentationLoss):
 
 
 def make_term(name: str, *, ignore_class=BACKGROUND, **options) -> keras.losses.Loss:
-    """One named loss term, e.g. `make_term("dice", smooth=1.0)`; "ce" is Keras's own sparse CE."""
-    if name == "ce":
-        return keras.losses.SparseCategoricalCrossentropy(ignore_class=ignore_class, name="ce", **options)
+    """One named loss term, e.g. `make_term("dice", smooth=1.0)`."""
     classes = {
+        "ce": SparseCrossEntropy,
         "focal": SparseFocalLoss,
         "dice": SoftDiceLoss,
         "class_limit": ClassLimitLoss,

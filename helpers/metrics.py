@@ -1,6 +1,6 @@
 """Segmentation scores: Keras metrics for training and numpy functions for the same quantities.
 
-Three scores are reported, each under its own name (STUDY.md, "Metric and submission"):
+Three scores are reported, each under its own name (docs/study.md, "The metric and the submission"):
 
 - `competition_miou`: the course starter kit's `keras.metrics.MeanIoU(5, ignore_class=0)`. Pixels
   whose *true* label is 0 are dropped; the mean runs over every class with TP+FP+FN > 0, so

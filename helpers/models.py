@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 
 import keras
+import tensorflow as tf
 
 from helpers.constants import INPUT_SHAPE, NUM_CLASSES
 from helpers.layers import AdaptiveNormalization, FeatureChannels, GatedBlend
@@ -70,12 +71,16 @@ def scaled_filters(filters: int, width: float = 1.0, multiple: int = 1) -> int:
 
 
 def normalization(norm: str, name: str) -> keras.layers.Layer:
-    """A fresh normalization layer: "batch" = BatchNormalization; "group" = GroupNormalization with 8
+    """A fresh normalization layer: "batch" = BatchNormalization (synchronized across replicas under a
+    multi-device strategy: build the model inside its scope); "group" = GroupNormalization with 8
     groups (what the original notebooks called "adaptive normalization"); "adaptive" = the
     lambda x + mu BN(x) layer of Chen et al. 2017 (`helpers.layers.AdaptiveNormalization`)."""
     _choice(norm, NORMALIZATIONS, "norm")
     if norm == "batch":
-        return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name)
+        # Synchronized over the replicas of a multi-device strategy, so a run's numbers do not depend on the
+        # number of GPUs it ran on (docs/performance.md); plain per-device statistics on one device.
+        synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
+        return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=synchronized, name=name)
     if norm == "group":
         return keras.layers.GroupNormalization(groups=GROUP_NORM_GROUPS, name=name)
     return AdaptiveNormalization(momentum=BN_MOMENTUM, name=name)

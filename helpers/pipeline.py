@@ -118,7 +118,11 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", help="run only these notebooks (e.g. 01 03)")
     parser.add_argument("--out", help="output folder (default: reports/)")
     parser.add_argument("--force", action="store_true", help="retrain even where a finished record exists")
+    parser.add_argument("--reuse-stale", action="store_true",
+                        help="reuse records trained by older code of helpers/ (Table 1 marks them)")
     args = parser.parse_args(argv)
+    if args.reuse_stale:
+        os.environ["MARS_REUSE_STALE"] = "1"  # read by helpers.train.run in every notebook's kernel
     try:
         result = run_pipeline(profile=args.profile, data=args.data, labels=args.labels, seeds=args.seeds,
                               only=args.only, out=args.out, force=args.force)

@@ -7,6 +7,7 @@ run's history and best model.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -19,17 +20,29 @@ from helpers.paths import reports_dir
 
 # Modules of helpers/ that cannot change a run's numbers (orchestration, reporting, packaging): editing them
 # keeps the records. Every other module of helpers/ is part of the code fingerprint.
-NOT_NUMERIC = frozenset({"__init__.py", "kaggle.py", "notebook.py", "pipeline.py", "plots.py", "records.py",
+NOT_NUMERIC = frozenset({"__init__.py", "claims.py", "kaggle.py", "notebook.py", "pipeline.py", "plots.py", "records.py",
                          "table.py", "paths.py", "leaderboard.py", "submission.py"})
 
 
+def _code_only(source: str) -> str:
+    """The module's syntax tree without docstrings (comments never reach it): what runs, not what it says."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
 def code_fingerprint(package: Path | None = None) -> str:
-    """Hash of the sources of helpers/ (or `package`) that decide a run's numbers (models, losses, data...)."""
+    """Hash of the code of helpers/ (or `package`) that decides a run's numbers (models, losses, data...);
+    docstrings and comments do not count."""
     digest = hashlib.sha256()
     package = Path(package) if package else Path(__file__).resolve().parent
     for path in sorted(package.glob("*.py")):
         if path.name not in NOT_NUMERIC:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+            digest.update(path.name.encode() + b"\0" + _code_only(path.read_text()).encode() + b"\0")
     return digest.hexdigest()[:12]
 
 

@@ -3,7 +3,7 @@
 Report (§3): the (filtered) data set is split into test (10 %) and train+validation (90 %), and the
 latter into validation (10 %) and train (90 %). Two successive `sklearn.model_selection.train_test_split`
 calls with seed 42 give 2028 / 226 / 251 images from the 2505 clean ones and 2117 / 236 / 262 from all
-2615 — the report's counts (STUDY.md).
+2615 — the report's counts (docs/study.md).
 
 A split is stored as JSON under `data/splits/`, named by the data fingerprint, the variant ("clean" =
 aliens removed, "all") and the seed; it holds indices into the file's `training_set`. Once written it is

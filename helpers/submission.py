@@ -1,6 +1,6 @@
 """The Kaggle submission CSV: write it fast, read it back strictly, score it against known labels.
 
-Format (STUDY.md): header `id,0,1,…,8191`; one row per test image in file order, ids 0..N-1;
+Format (docs/study.md): header `id,0,1,…,8191`; one row per test image in file order, ids 0..N-1;
 pixel column r·128 + c (row-major); integer class ids 0..4.
 
 The text is built by hand with numpy: each pixel is looked up in a table of the byte pairs

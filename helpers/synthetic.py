@@ -4,7 +4,7 @@ The real `mars_for_students.npz` is not redistributable, so the project's defaul
 It is meant to be a believable, hard task, never tuned for any one experiment. Written by hand because
 no library renders labelled planetary terrain.
 
-What it imitates (STUDY.md, shared/data/README.md, the reference navcam figure):
+What it imitates (docs/study.md, shared/data/README.md, the reference navcam figure):
 - rover-camera views: ground in perspective, horizon and sky in some images, close-range terrain in
   the rest; per-class textures rendered as shaded height fields — soil smooth with pebbles, bedrock
   layered and cracked, sand rippled — whose grey levels overlap strongly (per-image tones are drawn
@@ -20,7 +20,7 @@ What it imitates (STUDY.md, shared/data/README.md, the reference navcam figure):
   style and transparency; all share exactly the mask `assets/alien_mask.npy`; the test set has none;
 - test images come from the same distribution as clean training images.
 
-Measured on the full default (seed 0; 2505 clean training images), real figures (STUDY.md) in brackets:
+Measured on the full default (seed 0; 2505 clean training images), real figures (docs/study.md) in brackets:
   pixel share   background 24.97 % (24.31)  soil 33.53 % (33.90)  bedrock 23.47 % (23.28)
                 sand 17.89 % (18.38)  big rock 0.131 % (0.13)
   images with   background 2142 (≈2087)  soil 1286 (≈1281)  bedrock 1157 (≈1160)  sand 861 (≈863)

@@ -26,10 +26,11 @@ import numpy as np
 
 from helpers.experiments import REPORTED, TABLE1
 from helpers.paths import reports_dir
-from helpers.records import all_records, run_dir
+from helpers.records import all_records, code_fingerprint, run_dir
 
 MISSING = "missing"
 DID_NOT_LEARN = "did not learn"
+STALE = "stale: trained by older code"
 UNCHECKED = "learning unchecked (record has no constant baseline)"
 COLUMNS = [  # (column title, path into a record, scale)
     ("Test mIoU (starter kit)", ("test", "competition_miou")),
@@ -49,8 +50,10 @@ def _value(record: dict, path: tuple) -> float | None:
 
 
 def select_records(records: list[dict], *, profile: str, fingerprint: str | None, seeds: int | None) -> dict:
-    """{row name: {seed: newest record}} for the wanted profile, data and seeds 0..seeds-1."""
+    """{row name: {seed: record}} for the wanted profile, data and seeds 0..seeds-1: the newest record made by
+    today's code, else the newest made by older code (flagged STALE)."""
     chosen: dict[str, dict[int, dict]] = {}
+    current = code_fingerprint()
     for record in records:
         if record["profile"]["name"] != profile or record["name"] not in TABLE1:
             continue
@@ -60,7 +63,8 @@ def select_records(records: list[dict], *, profile: str, fingerprint: str | None
             continue
         by_seed = chosen.setdefault(record["name"], {})
         older = by_seed.get(record["seed"])
-        if older is None or record["finished_at"] > older["finished_at"]:
+        rank = lambda r: (r.get("code") == current, r["finished_at"])  # noqa: E731 -- today's code first
+        if older is None or rank(record) > rank(older):
             by_seed[record["seed"]] = record
     return chosen
 
@@ -102,7 +106,8 @@ def flags(chosen: dict) -> dict[str, list[str]]:
     """{row: [flag strings]} for {row: {seed: record}} or {row: [records]}; an empty list passes every check.
 
     "did not learn" (or "did not learn (k of n seeds)"): max validation mIoU <= the best constant predictor's;
-    UNCHECKED: an old record without `constant_baseline`; "identical predictions to <row>, <row>…": the same
+    UNCHECKED: an old record without `constant_baseline`; STALE: trained by other code of helpers/ than
+    today's (kept on purpose with `--reuse-stale`); "identical predictions to <row>, <row>…": the same
     seed's test-split predictions are byte-identical to those other rows', whose settings differ.
     """
     out, predictions = {}, {}
@@ -115,6 +120,9 @@ def flags(chosen: dict) -> dict[str, list[str]]:
             out[name].append(DID_NOT_LEARN if failed == len(runs) else f"{DID_NOT_LEARN} ({failed} of {len(runs)} seeds)")
         if None in checks:
             out[name].append(UNCHECKED)
+        current = code_fingerprint()
+        if any(r.get("code") != current for r in runs):
+            out[name].append(STALE)
         for r in runs:
             predictions[name, r["seed"]] = (_predictions(r), r["settings"])
     order = {n: TABLE1.index(n) if n in TABLE1 else len(TABLE1) + i for i, n in enumerate(chosen)}
@@ -284,7 +292,8 @@ def note_lines(chosen: dict) -> list[str]:
     lines.append(f"Flags: *{DID_NOT_LEARN}* — the best validation mIoU never beat the best constant predictor's, "
                  "so the row's numbers are noise, not a result; *identical predictions to X* — byte-identical "
                  "test-split predictions although the settings differ; *learning unchecked* — an old record "
-                 "without the constant baseline. An empty cell passed every check.")
+                 f"without the constant baseline; *{STALE}* — reused on purpose (`--reuse-stale`) although "
+                 "helpers/ changed since. An empty cell passed every check.")
     ranks = rank_vs_report(chosen)
     lines.append(f"Our order vs the report's (Spearman ρ over the {ranks['n']} rows with a result): "
                  f"{ranks['spearman_test']:.2f} against its test mIoU, {ranks['spearman_kaggle']:.2f} against its "

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import platform
+import socket
 import shutil
 import time
 from pathlib import Path
@@ -25,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 import helpers
-from helpers import experiments
+from helpers import claims, experiments
 from helpers.augment import blend_big_rocks, geometric_augmenter
 from helpers.callbacks import DynamicLossWeights, LearningRateLog, training_callbacks
 from helpers.data import MarsData, load_mars
@@ -38,7 +40,7 @@ from helpers.metrics import best_constant_score, scores, training_metrics
 from helpers.models import build_model, count_params
 from helpers.optim import make_optimizer
 from helpers.profiles import get_profile
-from helpers.records import code_fingerprint, read_record, run_dir, run_key, write_json_atomic
+from helpers.records import all_records, code_fingerprint, read_record, run_dir, run_key, write_json_atomic
 from helpers.splits import make_split
 from helpers.submission import write_submission
 
@@ -213,60 +215,161 @@ def make_record(run_plan: dict, built: dict, prepared: dict, data: MarsData, tra
         "history": history,
         **evaluation,
         "device": built["device"], "device_name": describe_device(), "versions": _versions(),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "finished_epoch": time.time(),
+        "worker": {"host": socket.gethostname(), "pid": os.getpid()},
     }
 
 
-def run(name: str, data: MarsData | None = None, profile="default", seed: int = 0, *, force: bool = False,
-        verbose: int | str = "auto", save_test_set: bool | None = None, callbacks=()) -> dict:
+def stale_record(run_plan: dict, data: MarsData) -> dict | None:
+    """The newest finished record of the same run (settings, profile, seed, data) made by other code, if any."""
+    same = {"settings": run_plan["settings"], "profile": run_plan["profile"], "seed": run_plan["seed"]}
+    candidates = [record for record in all_records() if record["name"] == run_plan["name"]
+                  and record.get("code") != run_plan["code"] and record["data"]["fingerprint"] == data.source.fingerprint
+                  and all(record.get(key) == value for key, value in same.items())]
+    return max(candidates, key=lambda record: record["finished_at"], default=None)
+
+
+def _fresh(record: dict | None, force) -> bool:
+    """Whether a finished record is to be kept: always without `force`; with a time, when finished after it."""
+    if record is None or force is True:
+        return False
+    return not force or record.get("finished_epoch", 0.0) >= force
+
+
+def _clear(folder: Path) -> None:
+    """Delete a run folder's contents, the claim held by this process excepted."""
+    for path in folder.iterdir():
+        if path.name != claims.CLAIM:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def run(name: str, data: MarsData | None = None, profile="default", seed: int = 0, *, force: bool | float = False,
+        verbose: int | str = "auto", save_test_set: bool | None = None, callbacks=(), wait: bool = True,
+        reuse_stale: bool | None = None) -> dict:
     """Train/evaluate entry `name` (see `helpers.experiments`) and return its record (reused if finished).
 
     `profile` is a name of `helpers.profiles` or a dict of the same keys. With `save_test_set` (default:
     only for the Final Model) the whole competition test set is predicted and saved, and its Kaggle CSV
     written as `submission.csv` in the run folder. `callbacks` are extra Keras callbacks for `fit`.
+    `force` retrains (a time.time() value: unless the record finished after it). The run is claimed
+    (`helpers.claims`) before anything is written: another worker's run is waited for (`wait=False`: raise
+    `claims.RunBusy`), and `force` never deletes a folder someone else holds. `reuse_stale` (default: the
+    `MARS_REUSE_STALE=1` environment variable) returns a record trained by older code when none exists for
+    the current code (`stale_record`); the table marks such rows.
     The steps plan -> build -> fit -> evaluate -> make_record are public, for benchmarks and notebooks.
     """
     data = data if data is not None else load_mars()
     run_plan = plan(name, data, profile, seed)
     folder = run_plan["folder"]
     record_path = folder / "record.json"
-    if not force and (record := read_record(record_path)) is not None:
-        return record
-    if force and folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    if save_test_set is None:
-        save_test_set = name == FINAL_ENTRY
-
-    set_determinism(seed, enabled=run_plan["profile"]["deterministic"])
-    device = configure(threads=False, xla=run_plan["profile"]["xla"])
-    prepared = prepare_arrays(run_plan["settings"], run_plan["profile"], data, seed)
-    built = build(run_plan, prepared, callbacks=callbacks, device=device)
-    train_seconds = fit(built, verbose)
-    evaluation = evaluate(run_plan, built, prepared, data, save_test_set)
-    record = make_record(run_plan, built, prepared, data, train_seconds, evaluation)
-    write_json_atomic(record_path, record)
-    shutil.rmtree(folder / "backup", ignore_errors=True)
+    if _fresh(read_record(record_path), force):
+        return read_record(record_path)
+    if reuse_stale is None:
+        reuse_stale = os.environ.get("MARS_REUSE_STALE") == "1"
+    if reuse_stale and not force and (stale := stale_record(run_plan, data)) is not None:
+        return stale
+    with claims.claimed(folder, wait=wait):
+        record = read_record(record_path)
+        if _fresh(record, force):
+            return record  # another worker finished it while we waited
+        if force or record is not None:
+            _clear(folder)
+        if save_test_set is None:
+            save_test_set = name == FINAL_ENTRY
+        set_determinism(seed, enabled=run_plan["profile"]["deterministic"])
+        device = configure(threads=False, xla=run_plan["profile"]["xla"])
+        prepared = prepare_arrays(run_plan["settings"], run_plan["profile"], data, seed)
+        built = build(run_plan, prepared, callbacks=[claims.Heartbeat(folder), *callbacks], device=device)
+        train_seconds = fit(built, verbose)
+        evaluation = evaluate(run_plan, built, prepared, data, save_test_set)
+        record = make_record(run_plan, built, prepared, data, train_seconds, evaluation)
+        write_json_atomic(record_path, record)
+        shutil.rmtree(folder / "backup", ignore_errors=True)
     return record
 
 
+def run_all(data: MarsData, profile="default", seeds: int = 1, *, force: bool = False, verbose: int | str = 2,
+            poll_seconds: float = 5.0) -> list[dict]:
+    """Every Table 1 row and ablation for seeds 0..seeds-1, skipping runs other workers hold and coming back
+    to them, until each has a finished record. Start several at once on one reports folder to share the work."""
+    started = time.time()
+    todo = [(name, seed) for seed in range(seeds) for name in experiments.names(include_ablations=True)]
+    done: dict[tuple, dict] = {}
+    while todo:
+        waiting = []
+        for name, seed in todo:
+            try:
+                done[(name, seed)] = run(name, data, profile, seed, force=started if force else False,
+                                         verbose=verbose, wait=False)
+                trained = done[(name, seed)].get("worker", {}).get("pid") == os.getpid()
+                print(f"[worker {os.getpid()}] {name} (seed {seed}): {'trained' if trained else 'reused'}", flush=True)
+            except claims.RunBusy:
+                waiting.append((name, seed))
+        todo = waiting
+        if todo:
+            time.sleep(poll_seconds)
+    return list(done.values())
+
+
+def _spawn_workers(argv: list[str], workers: int) -> int:
+    """`workers` copies of this command without `--workers`, one GPU each (CUDA_VISIBLE_DEVICES) when GPUs
+    exist, else an equal share of the CPU cores each (their thread pools follow the affinity mask)."""
+    import subprocess
+    import sys
+
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    command = [sys.executable, "-m", "helpers.train", *argv]
+    processes = []
+    for index in range(workers):
+        env = dict(os.environ)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
+        share = cores[index::workers] if len(cores) >= workers else None
+        preexec = (lambda share=share: os.sched_setaffinity(0, share)) if share else None
+        processes.append(subprocess.Popen(command, env=env, preexec_fn=preexec))
+    return max(process.wait() for process in processes)
+
+
 def main(argv=None) -> int:
-    """`python -m helpers.train NAME [--profile default] [--seed 0] [--data PATH] [--force]`: one run, its scores."""
+    """`python -m helpers.train NAME | --all [--workers N] [--seeds S] [--profile default] [--seed 0] [--data PATH]
+    [--force]`: one run and its scores, or every row and ablation (several workers share one reports folder)."""
     import argparse
     import json
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m helpers.train", description=main.__doc__.split(":")[1].strip())
-    parser.add_argument("name", help=f"an experiment: {', '.join(experiments.names(include_ablations=True))}")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m helpers.train", description="Train one Table 1 entry, or all.")
+    parser.add_argument("name", nargs="?", help=f"an experiment: {', '.join(experiments.names(include_ablations=True))}")
+    parser.add_argument("--all", action="store_true", help="every Table 1 row and ablation")
+    parser.add_argument("--workers", type=int, default=1, help="with --all: worker processes sharing the runs")
+    parser.add_argument("--seeds", type=int, default=1, help="with --all: seeds 0..S-1")
     parser.add_argument("--profile", default="default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", help="competition-layout npz (default: load_mars search order)")
     parser.add_argument("--labels", help="hidden test labels npz (default: beside the data file)")
     parser.add_argument("--force", action="store_true", help="retrain even if a finished record exists")
+    parser.add_argument("--reuse-stale", action="store_true",
+                        help="reuse records trained by older code instead of retraining (the table says so)")
     parser.add_argument("--save-test-set", action="store_true", help="predict the whole test set, write submission.csv")
     args = parser.parse_args(argv)
+    if bool(args.name) == args.all:
+        parser.error("give one experiment NAME or --all")
+    if args.workers < 1 or args.seeds < 1:
+        parser.error("--workers and --seeds must be at least 1")
+    if args.reuse_stale:
+        os.environ["MARS_REUSE_STALE"] = "1"  # also for the worker processes
     try:
+        get_profile(args.profile)
+        if args.all and args.workers > 1:
+            rest = [a for i, a in enumerate(argv) if a != "--workers" and (i == 0 or argv[i - 1] != "--workers")
+                    and not a.startswith("--workers=")]
+            return _spawn_workers(rest, args.workers)
         data = load_mars(args.data, args.labels)
+        if args.all:
+            records = run_all(data, args.profile, args.seeds, force=args.force)
+            print(json.dumps({"finished": len(records)}))
+            return 0
         record = run(args.name, data, args.profile, args.seed, force=args.force,
                      save_test_set=args.save_test_set or None)
     except ValueError as exc:

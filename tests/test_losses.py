@@ -57,6 +57,17 @@ def test_ce_weights_pixels_not_batches_by_hand():
     assert abs(value - by_weight_sum) > 1e-3 and abs(value - per_image_mean) > 1e-3
 
 
+@pytest.mark.parametrize("ignore_class", [None, 0])
+def test_ce_equals_keras_sparse_categorical_crossentropy(ignore_class):
+    y_true, probs = batch(4)
+    pixel_weight = np.random.default_rng(1).random(y_true.shape).astype("float32")
+    reference = keras.losses.SparseCategoricalCrossentropy(ignore_class=ignore_class)
+    ours = losses.make_term("ce", ignore_class=ignore_class)
+    assert float(ours(y_true, probs)) == pytest.approx(float(reference(y_true, probs)), rel=1e-5)
+    assert float(ours(y_true, probs, pixel_weight)) == pytest.approx(
+        float(reference(y_true, probs, pixel_weight)), rel=1e-5)
+
+
 def test_focal_equals_keras_categorical_focal_on_one_hot():
     y_true, probs = batch(2)
     reference = keras.losses.CategoricalFocalCrossentropy(alpha=0.25, gamma=2.0)

@@ -1,7 +1,7 @@
 """The synthetic default data: layout, determinism, atomic writing, the real data's statistics, aliens, CLI.
 
 Statistics are checked on one realistic-size set (2615 training images, as in the competition file)
-against the figures of the real clean set (STUDY.md), with tolerances of a few points.
+against the figures of the real clean set (docs/study.md), with tolerances of a few points.
 """
 import json
 import os

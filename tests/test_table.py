@@ -10,15 +10,16 @@ from helpers import table
 from helpers.experiments import REPORTED, TABLE1, resolve
 from helpers.metrics import best_constant_score
 from helpers.notebook import summary
-from helpers.records import run_dir
+from helpers.records import code_fingerprint, run_dir
 
 Y_TRUE = np.kron(np.array([[[1, 1, 2, 3]]]), np.ones((64, 32), dtype=np.uint8)).repeat(2, axis=0)  # (2, 64, 128)
 
 
-def fake_record(name, seed=0, *, test=0.5, best_val=0.6, constant=0.25, y_pred=None, settings=None):
+def fake_record(name, seed=0, *, test=0.5, best_val=0.6, constant=0.25, y_pred=None, settings=None, code=None):
     """A finished-run record with the fields the table reads; saves test-split predictions when given."""
     key = hashlib.sha256(f"{name}/{seed}".encode()).hexdigest()[:12]
     record = {"status": "finished", "name": name, "key": key, "seed": seed, "finished_at": "2024-01-01T00:00:00",
+              "code": code or code_fingerprint(),
               "profile": {"name": "smoke", "width": 0.25, "batch_size": 8, "epochs": 1, "patience": 1, "max_train": 1,
                           "max_val": 1, "max_test": 2, "test_set_limit": None},
               "data": {"kind": "synthetic", "path": "/x/smoke.npz", "fingerprint": "f" * 16},
@@ -115,3 +116,13 @@ def test_rank_vs_report_orders_rows_and_gives_spearman(isolated_dirs):
     few = table.rank_vs_report({n: chosen[n] for n in TABLE1[:2]})
     assert few["n"] == 2 and math.isnan(few["spearman_test"])
     table.rank_plot(ranks)
+
+
+def test_records_of_older_code_are_flagged_and_today_s_win():
+    old = {**fake_record("Baseline", test=0.9, code="0" * 12), "finished_at": "2025-01-01T00:00:00"}
+    today = fake_record("Baseline", test=0.4)
+    chosen = table.select_records([old, today], profile="smoke", fingerprint=None, seeds=None)
+    assert chosen["Baseline"][0] is today, "a record of today's code wins over a newer one of older code"
+    assert table.STALE not in table.flags(chosen)["Baseline"]
+    alone = table.select_records([old], profile="smoke", fingerprint=None, seeds=None)
+    assert table.STALE in table.flags(alone)["Baseline"]
