@@ -243,6 +243,22 @@ def _tpu_resolver():
 _STRATEGY: tf.distribute.Strategy | None = None
 
 
+class _MultiWorkerMirrored(tf.distribute.MultiWorkerMirroredStrategy):
+    """TensorFlow's MultiWorkerMirroredStrategy, with a `reduce` that takes what Keras 3's `fit` passes it
+    (keras-team/keras#20585): a whole (x, y, sample_weight) batch at once when it builds the model (a nest,
+    reduced here value by value, as MirroredStrategy does), and scalar logs with `axis=0` (reduced here
+    across replicas only, as a scalar has no axis). Every other call is TensorFlow's own."""
+
+    def reduce(self, reduce_op, value, axis):
+        def one(part):
+            local = self.experimental_local_results(part)[0] if isinstance(part, tf.distribute.DistributedValues) \
+                else part
+            rank = getattr(local, "shape", tf.TensorShape([])).rank
+            return super(_MultiWorkerMirrored, self).reduce(reduce_op, part, None if rank == 0 else axis)
+
+        return tf.nest.map_structure(one, value)
+
+
 def _tf_config_workers() -> int:
     """Workers named in the `TF_CONFIG` cluster (TensorFlow's own multi-worker convention), 0 without one."""
     try:
@@ -271,7 +287,7 @@ def strategy() -> tf.distribute.Strategy:
 
 def _new_strategy() -> tf.distribute.Strategy:
     if _tf_config_workers() > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _MultiWorkerMirrored()
     resolver = _tpu_resolver()
     if resolver is not None:
         tf.config.experimental_connect_to_cluster(resolver)
