@@ -5,32 +5,39 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?= default
 
-.PHONY: setup test table1 bench kernel clean-venv
+GPU ?=
+REQUIREMENTS := $(if $(GPU),requirements-gpu.txt,requirements.txt)
 
-setup: $(STAMP)
+.PHONY: help setup test table1 bench kernel clean-venv
+
+help:  ## this list
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "  variables: PROFILE=smoke|default|full (table1), GPU=1 (setup: tensorflow[and-cuda])"
+
+setup: $(STAMP)  ## the .venv with the pinned packages and the notebooks' kernel (GPU=1: CUDA wheels)
 
 # The virtual environment, rebuilt whenever the pins change; the project kernel for JupyterLab/papermill.
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-gpu.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name mars-study --display-name "Python (mars-study)" >/dev/null
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP)  ## all tests (about 15-20 minutes on 2 cores)
 	$(PY) -m pytest
 
-table1: $(STAMP)
+table1: $(STAMP)  ## the main job: the notebooks headless, Table 1 into reports/
 	$(PY) -m helpers.pipeline --profile $(PROFILE)
 
 # Speed figures of this machine (training, inference, CSV, smoke pipeline) → reports/bench.md; not part of `test`.
-bench: $(STAMP)
+bench: $(STAMP)  ## speed figures of this machine into reports/bench.md
 	$(PY) -m benchmarks.run
 
 # The self-contained Kaggle kernel (dist/kaggle/): see README, "Submit on Kaggle".
-kernel: $(STAMP)
+kernel: $(STAMP)  ## the Kaggle kernel bundle in dist/kaggle/
 	$(PY) -m helpers.kaggle bundle
 
-clean-venv:
+clean-venv:  ## delete .venv
 	rm -rf $(VENV)

@@ -72,6 +72,11 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def nvidia_gpu_present() -> bool:
+    """Whether the machine has an NVIDIA driver loaded (whatever TensorFlow sees)."""
+    return Path("/proc/driver/nvidia/version").exists()
+
+
 def _cpu_has_amx_bf16() -> bool:
     """Whether the CPU has AMX bfloat16 tiles (Intel Sapphire Rapids and later), read from /proc/cpuinfo."""
     try:
@@ -201,7 +206,12 @@ def configure(*, xla="auto", mixed_precision="auto", threads="auto") -> dict:
     mixed_precision (the policy now global), intra_op_threads / inter_op_threads (None = TF's
     defaults) and threads_applied (False when they were left alone or TF had already started).
     """
-    settings = choose_settings(device_facts(), xla=xla, mixed_precision=mixed_precision, threads=threads)
+    facts = device_facts()
+    if facts["device_type"] == "cpu" and nvidia_gpu_present():
+        warnings.warn("an NVIDIA GPU is present but TensorFlow sees none, so training runs on the CPU: install the "
+                      "CUDA wheels with `make clean-venv setup GPU=1` (requirements-gpu.txt)", RuntimeWarning,
+                      stacklevel=2)
+    settings = choose_settings(facts, xla=xla, mixed_precision=mixed_precision, threads=threads)
     keras.mixed_precision.set_global_policy(settings["mixed_precision"])
     applied = settings["intra_op_threads"] is not None and _apply_threads(settings["intra_op_threads"],
                                                                            settings["inter_op_threads"])

@@ -21,6 +21,7 @@ from helpers.paths import REPO_ROOT, reports_dir
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 KERNEL_NAME = "python3"  # the running interpreter's own kernel (ipykernel's native spec)
+PROJECT_KERNEL = "mars-study"  # what the stored notebooks ask for; `make setup` registers it inside .venv
 
 
 class PipelineError(RuntimeError):

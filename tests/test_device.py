@@ -157,3 +157,13 @@ def test_mirrored_training_step_on_two_logical_cpus(fresh_process):
     assert result["mirrored"]["replicas"] == 2 and result["mirrored"]["jit_compile"] is False
     assert result["changed"] and result["loss"] > 0
     assert "came too late" in result["late_split"]
+
+
+def test_a_gpu_tensorflow_cannot_see_is_said_once(monkeypatch):
+    from helpers import device
+
+    monkeypatch.setattr(device, "nvidia_gpu_present", lambda: True)
+    monkeypatch.setattr(device, "device_facts", lambda: {**CPU, "cpu_amx_bf16": False})
+    monkeypatch.setattr(device.keras.mixed_precision, "set_global_policy", lambda policy: None)
+    with pytest.warns(RuntimeWarning, match="GPU=1"):
+        device.configure(threads=False)

@@ -24,8 +24,15 @@ def test_notebooks_are_numbered_clean_and_parameterised():
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, path.name
         assert set(papermill.inspect_notebook(str(path))) == PARAMETERS
-        assert nb.metadata["kernelspec"]["name"] == "python3"
+        assert nb.metadata["kernelspec"]["name"] == pipeline.PROJECT_KERNEL, "JupyterLab would ask for a kernel"
         assert not any("def " in c.source or "class " in c.source for c in code), f"{path.name} defines code: use helpers/"
+
+
+def test_make_setup_registers_the_kernel_the_notebooks_ask_for():
+    from helpers.paths import REPO_ROOT
+
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert f"--name {pipeline.PROJECT_KERNEL} " in makefile
 
 
 def test_unknown_parameters_and_notebooks_are_refused():
