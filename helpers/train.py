@@ -75,7 +75,7 @@ def schedule_lengths(epochs: int) -> dict:
 
     Warm-up: 1 epoch in runs of up to 10 epochs, then 1 epoch per 10, at most 5 (never 0, and always
     shorter than the run). Warm restarts (cycles r, 2r, 4r, ...): r = epochs // 7, at least 1, so a
-    run of 3 epochs or more restarts at least twice (after r and 3r epochs). Cosine decays reach their
+    run of 4 epochs or more restarts at least twice within the run (after r and 3r epochs). Cosine decays reach their
     floor at the last planned epoch (see `patience_for`)."""
     return {"warmup_epochs": max(1, min(5, epochs // 10, epochs - 1)) if epochs > 1 else 0,
             "restart_epochs": max(1, epochs // 7)}

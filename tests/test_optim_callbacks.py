@@ -204,3 +204,19 @@ def tiny_model_fit(x, y, callback):
     model = tiny_model()
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     return model.fit(x, y, batch_size=4, epochs=3, callbacks=[callback], verbose=0)
+
+
+@pytest.mark.parametrize("epochs", [2, 4, 6, 12, 120])
+def test_schedules_fit_the_run_they_are_in(epochs):
+    from helpers.train import patience_for, schedule_lengths
+
+    lengths, steps = schedule_lengths(epochs), 40
+    assert 1 <= lengths["warmup_epochs"] < epochs, "a warm-up lasts at least one epoch, never the whole run"
+    warm = lr_curve("adamw_warmup_cosine", steps, epochs, lr=1e-3, **lengths)
+    ramp = warm[:lengths["warmup_epochs"] * steps]
+    assert np.all(np.diff(ramp) > 0) and warm[len(ramp)] == pytest.approx(1e-3)
+    assert warm[-1] < 0.05 * 1e-3, "the cosine reaches its floor at the run's last step"
+    assert patience_for("adamw_warmup_cosine", epochs, 1) == epochs, "scheduled runs are not stopped early"
+    if epochs >= 4:
+        restarts = lr_curve("adamw_restarts", steps, epochs, lr=1e-3, **lengths)
+        assert len(np.flatnonzero(np.diff(restarts) > 0)) >= 2, "warm restarts restart at least twice"
