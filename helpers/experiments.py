@@ -22,9 +22,10 @@ from __future__ import annotations
 import copy
 import json
 
-from helpers.losses import FINAL_MIX
 
 FEATURES = ["threshold", "edges", "laplacian", "wavelet"]
+FINAL_MIX = {"dice": 1.0, "focal": 0.1, "ce": 3.0, "class_limit": 0.1, "boundary": 0.1}
+"""The original final loss mix (Network 9 on): term name -> weight (`helpers.losses.combined_loss`)."""
 
 DEFAULTS = {
     "data": {"split": "all", "blend": False},
@@ -37,48 +38,48 @@ DEFAULTS = {
 }
 
 ENTRIES = [
-    {"name": "Baseline", "parents": [], "delta": {},
+    {"name": "Baseline", "reported": {"test": 32.81, "kaggle": 32.459}, "parents": [], "delta": {},
      "report": "Baseline Network was a standard UNet (2 downsampling, 2 upsampling blocks, 128-sized bottleneck) "
                "trained on the complete dataset (2118 images).",
      "reading": "All 2615 images (aliens kept), split 2117/236/262; plain sparse cross-entropy over all five "
                 "classes; AdamW lr 1e-3, clipnorm 1.0 (the original's optimizer)."},
-    {"name": "Network 1", "parents": ["Baseline"], "delta": {"data": {"split": "clean"}},
+    {"name": "Network 1", "reported": {"test": 23.89, "kaggle": 37.051}, "parents": ["Baseline"], "delta": {"data": {"split": "clean"}},
      "report": "Network 1 improves on Baseline Network by training the model on the dataset filtered as "
                "described above.",
      "reading": "Baseline on the 2505 images left after removing the 110 shared-mask (alien) images."},
-    {"name": "Network 2", "parents": ["Baseline"], "delta": {"model": {"channels": FEATURES}},
+    {"name": "Network 2", "reported": {"test": 42.68, "kaggle": 44.082}, "parents": ["Baseline"], "delta": {"model": {"channels": FEATURES}},
      "report": "Network 2 improves on Baseline Network by adding channels that filter information about the "
                "image; particularly, we added thresholding, edge detection, laplacian and wavelet filters.",
      "reading": "Baseline (unfiltered data, as the original's 2117/236 split shows) with all four feature "
                 "channels; the one-at-a-time ablation lives in notebook 02."},
-    {"name": "Network 3", "parents": ["Network 1", "Network 2"],
+    {"name": "Network 3", "reported": {"test": 39.9, "kaggle": 46.326}, "parents": ["Network 1", "Network 2"],
      "delta": {"loss": {"class_weights": {"cap": 10.0}}},
      "report": "Network 3 improves on Network 1 and Network 2 with an optimizer that weights classes "
                "differently based on their frequency (computed on pixel distribution).",
      "reading": "Clean data + feature channels + per-pixel 'balanced' class weights from the training pixel "
                 "distribution, capped at 10 (the 'class weight refinement'; big rock is ~151 uncapped)."},
-    {"name": "Network 4", "parents": ["Network 1"],
+    {"name": "Network 4", "reported": {"test": 66.6, "kaggle": 39.675}, "parents": ["Network 1"],
      "delta": {"augment": {"flip": "horizontal_and_vertical", "translate": 0.1, "zoom": 0.1}},
      "report": "Network 4 tried to improve on Network 2 by adding a geometric augmentation pipeline, as "
                "mentioned above, rather than adding channels.",
      "reading": "Network 2 with the channels replaced by on-the-fly flips/translation/zoom of the training "
                 "split only, on the clean data (the original's 4058/451 counts come from the filtered set; "
                 "its offline augmentation leaked into validation, ours does not)."},
-    {"name": "Network 5", "parents": ["Network 3"], "delta": {"optimizer": {"name": "adamw_warmup_cosine"}},
+    {"name": "Network 5", "reported": {"test": 47.0, "kaggle": 46.967}, "parents": ["Network 3"], "delta": {"optimizer": {"name": "adamw_warmup_cosine"}},
      "report": "Network 5 improves on Network 3 by implementing a learning rate warm-up and Cosine Decay "
                "schedule to the AdamW optimizer.",
      "reading": "A real linear warm-up to the peak lr, then cosine decay (the original's 'warm-up' went "
                 "down). SGD, Lion + ReduceLROnPlateau and warm restarts are compared in notebook 04."},
-    {"name": "Network 6", "parents": ["Network 3"],
+    {"name": "Network 6", "reported": {"test": 42.86, "kaggle": 48.459}, "parents": ["Network 3"],
      "delta": {"model": {"arch": "dual_unet", "kind": "twin", "fusion": "concat"}},
      "report": "Network 6 adapts the architecture from Network 3 and implements a Dual UNet architecture.",
      "reading": "Two identical baseline UNets on the same channels, softmax maps concatenated → 1×1 conv "
                 "softmax (the original's fusion); Network 3's optimizer (no schedule)."},
-    {"name": "Network 7", "parents": ["Network 6"], "delta": {"model": {"norm": "group"}},
+    {"name": "Network 7", "reported": {"test": 49.08, "kaggle": 48.267}, "parents": ["Network 6"], "delta": {"model": {"norm": "group"}},
      "report": "Network 7 implements adaptive normalization. It failed on performance metrics and was abandoned.",
      "reading": "Network 6 with BatchNorm replaced by GroupNorm (8 groups), as the original did; the "
                 "λ·x + μ·BN(x) adaptive form is available as norm='adaptive'."},
-    {"name": "Network 8", "parents": ["Network 6"],
+    {"name": "Network 8", "reported": {"test": 49.04, "kaggle": 50.731}, "parents": ["Network 6"],
      "delta": {"model": {"kind": "global_local", "fusion": "concat"}},
      "report": "Network 8 improves on Network 6 by making the two parallel UNet architectures differ: one tries "
                "to implement a global point of view over the data, the other one acts locally. [...] To combine "
@@ -86,7 +87,7 @@ ENTRIES = [
      "reading": "Global = 4 levels 32-256 + 512 bottleneck on the feature channels; Local = the baseline on the "
                 "raw image; concatenation fusion. Addition, continuation-then-addition and gated fusion are "
                 "compared in notebook 05."},
-    {"name": "Network 9", "parents": ["Network 8", "Network 5"],
+    {"name": "Network 9", "reported": {"test": 62.99, "kaggle": 61.984}, "parents": ["Network 8", "Network 5"],
      "delta": {"loss": {"terms": dict(FINAL_MIX), "ignore_class": 0, "dynamic": True}},
      "report": "Network 9 integrates the learning rate schedule from Network 5, by adding losses based on domain "
                "knowledge and weights established either by hyperparameter sweep (class limit loss) or an "
@@ -94,55 +95,74 @@ ENTRIES = [
      "reading": "Network 8 + warm-up/cosine AdamW + the original final mix (1.0 dice + 0.1 focal + 3.0 CE "
                 "ignoring background + 0.1 class-limit + 0.1 boundary) with the dynamic re-weighting rule "
                 "applied each epoch; the low-pass term is tried in notebook 03."},
-    {"name": "Network 10", "parents": ["Network 9"],
+    {"name": "Network 10", "reported": {"test": 50.43, "kaggle": 49.736}, "parents": ["Network 9"],
      "delta": {"model": {"se": True, "dilated_bottleneck": True}, "train": {"epochs_scale": 2.0, "patience_scale": 2.0}},
      "report": "Network 10 implements inside the Network 9 architecture the Squeeze-Excitation block and dilated "
                "convolutions. We tried making the training longer, but if failed on performance metrics and "
                "was abandoned.",
      "reading": "Network 9 with dilated bottlenecks (rates 1, 2, 4, 8) followed by SE (reduction 16), trained "
                 "for twice the epochs and patience."},
-    {"name": "Final Model", "parents": ["Network 9"],
+    {"name": "Final Model", "reported": {"test": 61.76, "kaggle": 64.91}, "parents": ["Network 9"],
      "delta": {"model": {"initializer": "he_normal"}, "data": {"blend": True}},
      "report": "Final Model improves on Network 9 by adding He weights and image/mask blending.",
      "reading": "Network 9 with HeNormal initialisation and the training split expanded by Poisson blending of "
                 "big-rock regions (one attempt per image + 25 per big-rock source)."},
 ]
 
-# Report's own numbers (Table 1): test-set mean IoU and Kaggle mean IoU, in percent.
-REPORTED = {
-    "Baseline": (32.81, 32.459), "Network 1": (23.89, 37.051), "Network 2": (42.68, 44.082),
-    "Network 3": (39.9, 46.326), "Network 4": (66.6, 39.675), "Network 5": (47.0, 46.967),
-    "Network 6": (42.86, 48.459), "Network 7": (49.08, 48.267), "Network 8": (49.04, 50.731),
-    "Network 9": (62.99, 61.984), "Network 10": (50.43, 49.736), "Final Model": (61.76, 64.910),
-}
+# The report's own Table 1 numbers (test-set and Kaggle mIoU, percent), read off each entry.
+REPORTED = {entry["name"]: (entry["reported"]["test"], entry["reported"]["kaggle"]) for entry in ENTRIES}
 
 TABLE1 = [entry["name"] for entry in ENTRIES]
 
 # Extra runs the notebooks use for ablations: (name, parent, delta, why). Not rows of Table 1.
 ABLATIONS = [
     *[{"name": f"Network 1 + {'+'.join(FEATURES[:i + 1])}", "parents": ["Network 1"],
-       "delta": {"model": {"channels": FEATURES[:i + 1]}},
+       "delta": {"model": {"channels": FEATURES[:i + 1]}}, "comparison": "channels_one_at_a_time",
        "report": "They were added in an incremental fashion (that is, one by one, by monitoring performance).",
        "reading": "Channels added one at a time on the clean data (notebook 02)."} for i in range(len(FEATURES))],
     *[{"name": f"Network 5 / {opt}", "parents": ["Network 5"], "delta": {"optimizer": {"name": opt, "lr": lr}},
+       "comparison": "optimizers",
        "report": "Together with this, we also tested SGD, Lion with Reduce on Plateau, and learning rate "
                  "Warm-Restarts.", "reading": f"Network 5 with optimizer '{opt}' (notebook 04)."}
       for opt, lr in (("adamw_restarts", 1e-3), ("lion_plateau", 1e-4), ("sgd", 1e-2))],  # constant AdamW: Network 3
     *[{"name": f"Network 8 / {fusion}", "parents": ["Network 8"], "delta": {"model": {"fusion": fusion}},
+       "comparison": "fusion",
        "report": "In order to combine the two outputs given by the subnets we consider different techniques: "
                  "concatenation, addition, continuation and addition and fusion mechanism.",
        "reading": f"Network 8 with '{fusion}' fusion (notebook 05)."} for fusion in ("add", "continue_add", "gated")],
     {"name": "Network 9 / fixed weights", "parents": ["Network 9"], "delta": {"loss": {"dynamic": False}},
+     "comparison": "loss_weights",
      "report": "Some loss weights are established before-hand by setting their weight as fixed, while other "
                "were chosen with a dynamical rule based on accuracy and mean_iou metrics.",
      "reading": "Network 9 with the final mix kept fixed (notebook 03)."},
     {"name": "Network 9 + low-pass", "parents": ["Network 9"],
-     "delta": {"loss": {"terms": {**FINAL_MIX, "low_pass": 0.1}}},
+     "delta": {"loss": {"terms": {**FINAL_MIX, "low_pass": 0.1}}}, "comparison": "loss_weights",
      "report": "We also tested a low-pass metric without performance improvement.",
      "reading": "Network 9 with a low-pass term of weight 0.1 added (notebook 03)."},
 ]
 
+# What each notebook compares: its rows in order, the Table 1 rows first; an ablation joins a comparison by
+# naming it (its first parent is the entry it varies). A new ablation is one entry in ABLATIONS.
+COMPARISONS = {
+    "alien_removal": {"notebook": "01_eda_and_aliens", "rows": ["Baseline", "Network 1"]},
+    "channels_one_at_a_time": {"notebook": "02_feature_channels", "rows": ["Network 1"]},
+    "channels_or_augmentation": {"notebook": "02_feature_channels", "rows": ["Baseline", "Network 2", "Network 4"]},
+    "class_weights": {"notebook": "03_loss_design", "rows": ["Network 1", "Network 2", "Network 3"]},
+    "loss_weights": {"notebook": "03_loss_design", "rows": ["Network 9"]},
+    "optimizers": {"notebook": "04_optimizers", "rows": ["Network 3", "Network 5"]},
+    "final_rows": {"notebook": "05_final_training",
+                   "rows": ["Network 6", "Network 7", "Network 8", "Network 9", "Network 10", "Final Model"]},
+    "fusion": {"notebook": "05_final_training", "rows": ["Network 8"]},
+}
+
 _BY_NAME = {entry["name"]: entry for entry in ENTRIES + ABLATIONS}
+
+
+def comparison(key: str) -> list[str]:
+    """The rows a notebook compares under `key` (see COMPARISONS): its listed rows, then its ablations."""
+    if key not in COMPARISONS:
+        raise ValueError(f"unknown comparison {key!r}: choose one of {', '.join(COMPARISONS)}")
+    return COMPARISONS[key]["rows"] + [a["name"] for a in ABLATIONS if a.get("comparison") == key]
 
 
 def names(include_ablations: bool = False) -> list[str]:

@@ -33,12 +33,12 @@ import tensorflow as tf
 from keras import ops
 
 from helpers.constants import BACKGROUND, LABELLED_CLASSES, NUM_CLASSES
+from helpers.experiments import FINAL_MIX
 
 PIXEL_TERMS = ("ce", "focal", "boundary")
 IMAGE_TERMS = ("dice", "class_limit", "low_pass")
 TERM_NAMES = ("ce", "focal", "dice", "class_limit", "boundary", "low_pass")
 
-FINAL_MIX = {"dice": 1.0, "focal": 0.1, "ce": 3.0, "class_limit": 0.1, "boundary": 0.1}
 CE_ONLY = {"ce": 1.0}
 FOCAL_ONLY = {"focal": 1.0}
 CE_DICE = {"ce": 1.0, "dice": 1.0}

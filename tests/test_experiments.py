@@ -65,3 +65,22 @@ def test_profiles_share_their_keys():
     keys = {frozenset(p) for p in PROFILES.values()}
     assert len(keys) == 1
     assert get_profile("full")["width"] == 1.0 and get_profile("full")["batch_size"] == 64
+
+
+def test_every_ablation_joins_a_comparison_of_the_entry_it_varies():
+    from helpers.experiments import COMPARISONS, comparison
+    from helpers.pipeline import notebooks
+
+    stems = {nb.stem for nb in notebooks()}
+    assert all(spec["notebook"] in stems for spec in COMPARISONS.values())
+    for ablation in ABLATIONS:
+        key = ablation["comparison"]
+        assert ablation["parents"][0] in COMPARISONS[key]["rows"], ablation["name"]
+        assert ablation["name"] in comparison(key)
+    covered = {name for key in COMPARISONS for name in comparison(key)}
+    assert set(TABLE1) <= covered, "every Table 1 row is trained by some notebook comparison"
+
+
+def test_the_report_s_numbers_live_on_each_entry():
+    assert REPORTED == {entry["name"]: (entry["reported"]["test"], entry["reported"]["kaggle"]) for entry in ENTRIES}
+    assert REPORTED["Final Model"] == (61.76, 64.910)
