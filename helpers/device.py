@@ -280,6 +280,11 @@ def _tf_config_workers() -> int:
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
+def multi_worker() -> bool:
+    """Whether `TF_CONFIG` names a cluster of several workers (then `strategy()` is MultiWorkerMirrored)."""
+    return _tf_config_workers() > 1
+
+
 def strategy() -> tf.distribute.Strategy:
     """The `tf.distribute` strategy for what is present, made once per process and then reused.
 
@@ -296,7 +301,7 @@ def strategy() -> tf.distribute.Strategy:
 
 
 def _new_strategy() -> tf.distribute.Strategy:
-    if _tf_config_workers() > 1:
+    if multi_worker():
         return _MultiWorkerMirrored()
     resolver = _tpu_resolver()
     if resolver is not None:

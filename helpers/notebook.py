@@ -64,7 +64,9 @@ class Context:
         """Train (or reuse) each named entry for every seed; {name: [record per seed]}."""
         from helpers.train import run
 
-        kwargs.setdefault("verbose", 2)  # one line per epoch: readable in stored, executed notebooks
+        # helpers.progress prints each run's place, one line per epoch and the ETA; in JupyterLab Keras's progress
+        # bar runs too, under the pipeline (papermill) not: its lines would only repeat the epoch lines.
+        kwargs.setdefault("verbose", 0 if os.environ.get("MARS_PROGRESS_LOG") else 1)
         return {name: [run(name, self.data, self.profile, seed, force=self.force, **kwargs)
                        for seed in range(self.seeds)] for name in names}
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from helpers.paths import REPO_ROOT, reports_dir
@@ -54,7 +56,7 @@ def check_parameters(notebook: Path, parameters: dict) -> None:
                             f"(it declares {', '.join(sorted(declared))})")
 
 
-def execute(notebook: Path, output: Path, parameters: dict) -> float:
+def execute(notebook: Path, output: Path, parameters: dict, verbose: bool = False) -> float:
     """Run one notebook with papermill; return seconds; raise PipelineError naming the failing cell."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -64,7 +66,8 @@ def execute(notebook: Path, output: Path, parameters: dict) -> float:
     started = time.perf_counter()
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL_NAME,
-                                   cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=False)
+                                   cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=False,
+                                   extra_arguments=[] if verbose else ["--IPKernelApp.log_level=ERROR"])
     except PapermillExecutionError as exc:
         raise PipelineError(f"{notebook.name} failed in cell {exc.cell_index} (execution count "
                             f"{exc.exec_count}): {exc.ename}: {exc.evalue.splitlines()[0] if exc.evalue else ''} "
@@ -72,8 +75,46 @@ def execute(notebook: Path, output: Path, parameters: dict) -> float:
     return time.perf_counter() - started
 
 
+@contextmanager
+def _environment(updates: dict):
+    """Set environment variables (inherited by the notebooks' kernels) for the block, then restore them."""
+    saved = {key: os.environ.get(key) for key in updates}
+    os.environ.update(updates)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+@contextmanager
+def _echo(path: Path, poll_seconds: float = 1.0):
+    """Print the lines the notebooks' kernels append to `path` (helpers.progress) while the block runs."""
+    stop = threading.Event()
+
+    def follow():
+        with path.open() as handle:
+            while True:
+                line = handle.readline()
+                if line:
+                    print(line.rstrip("\n"), flush=True)
+                elif stop.is_set():
+                    return
+                else:
+                    time.sleep(poll_seconds)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
 def run_pipeline(*, profile: str = "default", data: str | None = None, labels: str | None = None,
-                 seeds: int = 1, only: list[str] | None = None, out: str | None = None, force: bool = False) -> dict:
+                 seeds: int = 1, only: list[str] | None = None, out: str | None = None, force: bool = False,
+                 verbose: bool = False) -> dict:
     """Run the notebooks then write Table 1; return {"notebooks": {name: seconds}, "table": paths}."""
     from helpers.data import load_mars
     from helpers.profiles import get_profile
@@ -93,10 +134,20 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
     parameters = {"DATA_PATH": dataset.source.path, "LABELS_PATH": dataset.source.labels_path,
                   "PROFILE": profile, "SEEDS": seeds, "REPORTS_DIR": str(out_dir), "FORCE": force}
     timings = {}
-    for notebook in notebooks(only):
-        print(f"running {notebook.name} ...", flush=True)
-        timings[notebook.stem] = execute(notebook, executed_dir / notebook.name, parameters)
-        print(f"  done in {timings[notebook.stem]:.0f} s", flush=True)
+    log = out_dir / "progress.log"
+    log.write_text("")
+    from helpers.experiments import names
+
+    kernels_env = {"MARS_PROGRESS_LOG": str(log), "MARS_PROGRESS_STARTED": str(time.time()),
+                   "MARS_PROGRESS_TOTAL": str(len(names(include_ablations=True)) * seeds if not only else 0)}
+    if not verbose:
+        kernels_env["TF_CPP_MIN_LOG_LEVEL"] = "3"  # the kernels' C++ start-up noise (cuInit on CPU machines...)
+    with _environment(kernels_env), _echo(log):
+        for notebook in notebooks(only):
+            print(f"running {notebook.name} (elapsed {(time.perf_counter() - started) / 60:.0f} min) ...",
+                  flush=True)
+            timings[notebook.stem] = execute(notebook, executed_dir / notebook.name, parameters, verbose=verbose)
+            print(f"  {notebook.stem} done in {timings[notebook.stem]:.0f} s", flush=True)
     table = write_table(profile=profile, fingerprint=dataset.source.fingerprint, seeds=seeds, out_dir=out_dir)
     print(f"Table 1: {table['md']}", flush=True)
     if not only:
@@ -119,6 +170,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", help="run only these notebooks (e.g. 01 03)")
     parser.add_argument("--out", help="output folder (default: reports/)")
     parser.add_argument("--force", action="store_true", help="retrain even where a finished record exists")
+    parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's and the kernels' log lines")
     parser.add_argument("--reuse-stale", action="store_true",
                         help="reuse records trained by older code of helpers/ (Table 1 marks them)")
     args = parser.parse_args(argv)
@@ -126,7 +178,7 @@ def main(argv=None) -> int:
         os.environ["MARS_REUSE_STALE"] = "1"  # read by helpers.train.run in every notebook's kernel
     try:
         result = run_pipeline(profile=args.profile, data=args.data, labels=args.labels, seeds=args.seeds,
-                              only=args.only, out=args.out, force=args.force)
+                              only=args.only, out=args.out, force=args.force, verbose=args.verbose)
     except (PipelineError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, PipelineError) else 2

@@ -13,12 +13,13 @@ finished epoch (Keras `BackupAndRestore` in the run folder).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
 import platform
-import socket
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -27,13 +28,13 @@ import numpy as np
 import tensorflow as tf
 
 import helpers
-from helpers import claims, experiments
+from helpers import claims, experiments, progress
 from helpers.augment import blend_big_rocks, geometric_augmenter
 from helpers.callbacks import DynamicLossWeights, LearningRateLog, training_callbacks
 from helpers.data import MarsData, load_mars
 from helpers.dataset import make_dataset
 from helpers.determinism import set_determinism
-from helpers.device import configure, describe_device, strategy
+from helpers.device import configure, describe_device, multi_worker, strategy
 from helpers.leaderboard import load_test_labels, score_parts
 from helpers.losses import class_weights_from_masks, combined_loss
 from helpers.metrics import best_constant_score, scores, training_metrics
@@ -262,29 +263,37 @@ def run(name: str, data: MarsData | None = None, profile="default", seed: int = 
     run_plan = plan(name, data, profile, seed)
     folder = run_plan["folder"]
     record_path = folder / "record.json"
-    if _fresh(read_record(record_path), force):
-        return read_record(record_path)
+    if _fresh(record := read_record(record_path), force):
+        progress.announce(name, seed, "reused")
+        return record
     if reuse_stale is None:
         reuse_stale = os.environ.get("MARS_REUSE_STALE") == "1"
     if reuse_stale and not force and (stale := stale_record(run_plan, data)) is not None:
+        progress.announce(name, seed, "reused (trained by older code)")
         return stale
-    with claims.claimed(folder, wait=wait):
+    # Under MultiWorkerMirroredStrategy every worker trains this same run together: no claim between them.
+    together = multi_worker()
+    with contextlib.nullcontext() if together else claims.claimed(folder, wait=wait):
         record = read_record(record_path)
         if _fresh(record, force):
-            return record  # another worker finished it while we waited
+            progress.announce(name, seed, "reused (another worker trained it)")
+            return record
         if force or record is not None:
             _clear(folder)
         if save_test_set is None:
             save_test_set = name == FINAL_ENTRY
+        progress.announce(name, seed, "training")
         set_determinism(seed, enabled=run_plan["profile"]["deterministic"])
         device = configure(threads=False, xla=run_plan["profile"]["xla"])
         prepared = prepare_arrays(run_plan["settings"], run_plan["profile"], data, seed)
-        built = build(run_plan, prepared, callbacks=[claims.Heartbeat(folder), *callbacks], device=device)
+        built = build(run_plan, prepared, device=device,
+                      callbacks=[claims.Heartbeat(folder), progress.EpochLine(run_plan["epochs"]), *callbacks])
         train_seconds = fit(built, verbose)
         evaluation = evaluate(run_plan, built, prepared, data, save_test_set)
         record = make_record(run_plan, built, prepared, data, train_seconds, evaluation)
         write_json_atomic(record_path, record)
         shutil.rmtree(folder / "backup", ignore_errors=True)
+        progress.finished(name, seed, train_seconds, record)
     return record
 
 

@@ -1,10 +1,11 @@
 """The notebook series and the papermill pipeline (smoke profile on a small synthetic set)."""
 import json
+import re
 
 import nbformat
 import pytest
 
-from helpers import pipeline
+from helpers import experiments, pipeline
 from helpers.pipeline import NOTEBOOKS_DIR, PipelineError, check_parameters, run_pipeline
 from helpers.records import all_records
 from helpers.submission import read_submission
@@ -42,17 +43,28 @@ def test_unknown_parameters_and_notebooks_are_refused():
         pipeline.notebooks(["07"])
 
 
+NOISE = re.compile(r"cuInit|cuda_platform|IPKernelApp|without encryption|retracing|setuptools|^E0000|^W0000|Traceback")
+
+
 @pytest.mark.slow
-def test_whole_pipeline_in_the_smoke_profile(smoke_data, smoke_records, monkeypatch):
+def test_whole_pipeline_in_the_smoke_profile(smoke_data, smoke_records, monkeypatch, capfd):
     from helpers.paths import reports_dir
 
     out = reports_dir()
     monkeypatch.setenv("MARS_REPORTS", str(out))
     result = run_pipeline(profile="smoke", data=smoke_data.source.path)
+    printed = "\n".join(capfd.readouterr())  # the kernels write to this process's file descriptors too
+    noisy = [line for line in printed.splitlines() if NOISE.search(line)]
+    assert not noisy, f"noise in the pipeline's output: {noisy[:5]}"
+    total = len(experiments.names(include_ablations=True))
+    assert f"[{total}/{total}] " in printed and re.search(r"\[\d+/\d+\] .+ \(seed 0\): (training|reused)", printed)
+    assert "ETA" in printed and "epoch 1/1" in printed
     assert list(result["notebooks"]) == EXPECTED
     for name in EXPECTED:
         executed = nbformat.read(out / "executed" / f"{name}.ipynb", as_version=4)
         assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+        stored = (out / "executed" / f"{name}.ipynb").read_text()
+        assert not re.search(r"cuInit|cuda_platform|IPKernelApp|without encryption|retracing", stored), name
         assert list((out / "figures" / name).glob("*.png")), f"{name} saved no figure"
         assert json.loads((out / "results" / f"{name}.json").read_text())["profile"] == "smoke"
     table = result["table"]["md"].read_text()

@@ -1,0 +1,79 @@
+"""Progress lines of long runs: each run as it starts (its place, trained or reused), one line per epoch, and the
+elapsed time and ETA estimated from the runs finished so far.
+
+Lines go to stdout (a notebook's output, the terminal) and, when `MARS_PROGRESS_LOG` names a file, are also
+appended to it: `helpers.pipeline` sets it (with `MARS_PROGRESS_TOTAL`, the number of distinct runs it will ask
+for) and prints the file's new lines as they come, so `make table1` shows what its notebooks' kernels are doing.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import keras
+
+START = re.compile(r"^\[(\d+)/(\d+)\] (.+) \(seed (\d+)\): (training|reused)")
+FINISH = re.compile(r"^ +(.+) \(seed (\d+)\): trained in (\d+) s")
+
+
+def _log() -> Path | None:
+    path = os.environ.get("MARS_PROGRESS_LOG")
+    return Path(path) if path else None
+
+
+def say(line: str) -> None:
+    """Print `line` and append it to the progress log, if one is set."""
+    print(line, flush=True)
+    if (path := _log()) is not None:
+        with path.open("a") as handle:
+            handle.write(line + "\n")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def eta(lines: list[str], total: int, started: float | None) -> str:
+    """'elapsed …, ETA …' from the log's lines so far: mean seconds of the runs trained × the runs not yet seen."""
+    seen = {(m.group(3), m.group(4)) for m in map(START.match, lines) if m}
+    trained = [int(m.group(3)) for m in map(FINISH.match, lines) if m]
+    parts = [] if started is None else [f"elapsed {_minutes(time.time() - started)}"]
+    if trained and total:
+        parts.append(f"ETA ≈ {_minutes(sum(trained) / len(trained) * max(0, total - len(seen)))} more "
+                     f"for {max(0, total - len(seen))} runs not started")
+    return ", ".join(parts)
+
+
+def announce(name: str, seed: int, state: str) -> None:
+    """'[7/24] Network 6 (seed 0): training — elapsed …, ETA …' (the place only under the pipeline)."""
+    path, total = _log(), int(os.environ.get("MARS_PROGRESS_TOTAL", "0") or 0)
+    lines = path.read_text().splitlines() if path is not None and path.exists() else []
+    seen = {(m.group(3), m.group(4)) for m in map(START.match, lines) if m}
+    place = len(seen | {(name, str(seed))})
+    started = float(os.environ["MARS_PROGRESS_STARTED"]) if os.environ.get("MARS_PROGRESS_STARTED") else None
+    head = f"[{place}/{total}] " if total else "[run] "
+    say(f"{head}{name} (seed {seed}): {state}" + (f" — {note}" if (note := eta(lines, total, started)) else ""))
+
+
+def finished(name: str, seed: int, seconds: float, record: dict) -> None:
+    say(f"    {name} (seed {seed}): trained in {seconds:.0f} s; best val mIoU "
+        f"{100 * (record['training']['best_val_competition_miou'] or 0):.1f} (epoch {record['training']['best_epoch']}), "
+        f"test mIoU {100 * record['test']['competition_miou']:.1f}")
+
+
+class EpochLine(keras.callbacks.Callback):
+    """One progress line per epoch: '    epoch 3/6: val mIoU 24.1 (18 s)'."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_competition_miou")
+        score = "" if value is None else f": val mIoU {100 * float(value):.1f}"
+        say(f"    epoch {epoch + 1}/{self.epochs}{score} ({time.perf_counter() - self._started:.0f} s)")
