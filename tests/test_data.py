@@ -152,7 +152,7 @@ def test_inspect_cli_counts_and_finds_shared_masks(competition_file):
     assert f"{100 * share[1]:.2f}%" in out
     images_with_soil = int((masks == 1).any(axis=(1, 2)).sum())
     assert f"soil" in out and f" {images_with_soil}\n" in out
-    assert "12 images in 1 group(s) [12], first indices [3, 7, 8, 15, 20, 21, 22, 30, 31, 33]" in out
+    assert "12 images in 1 group(s) [12] (dominant), first indices [3, 7, 8, 15, 20, 21, 22, 30, 31, 33]" in out
 
 
 def test_inspect_cli_rejects_bad_file_with_exit_2(tmp_path):

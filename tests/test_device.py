@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from helpers.device import choose_settings, visible_cores
+from helpers.device import choose_settings, device_facts, visible_cores
 
 CPU = {"device_type": "cpu", "gpus": [], "tpu_cores": 0, "cores": 6, "cpu_model": "Test CPU", "replicas": 1,
        "op_determinism": False}
@@ -136,10 +136,12 @@ def test_configure_applies_its_choices_on_this_cpu_machine(fresh_process):
     auto = result["auto"]
     assert auto["device_type"] == "cpu" and auto["device"] == result["describe"]
     assert auto["device"].startswith(f"CPU: {cores} cores, ")
-    assert auto["replicas"] == 1 and auto["jit_compile"] is True and auto["mixed_precision"] == "float32"
+    # AMX bfloat16 CPUs train in bfloat16 without XLA, others in float32 with XLA (helpers.device).
+    policy = "mixed_bfloat16" if device_facts()["cpu_amx_bf16"] else "float32"
+    assert auto["replicas"] == 1 and auto["jit_compile"] is (policy == "float32") and auto["mixed_precision"] == policy
     assert auto["intra_op_threads"] == cores and auto["inter_op_threads"] == min(2, cores)
     assert auto["threads_applied"] is True
-    assert result["auto_state"] == [cores, min(2, cores), "float32"]
+    assert result["auto_state"] == [cores, min(2, cores), policy]
     off = result["off"]
     assert off["jit_compile"] is False and off["mixed_precision"] == "float32" and off["threads_applied"] is False
     assert result["off_state"] == [0, "float32"]
