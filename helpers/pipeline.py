@@ -67,7 +67,7 @@ def execute(notebook: Path, output: Path, parameters: dict, verbose: bool = Fals
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL_NAME,
                                    cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=False,
-                                   extra_arguments=[] if verbose else ["--IPKernelApp.log_level=ERROR"])
+                                   extra_arguments=[] if verbose else ["--IPKernelApp.log_level=CRITICAL"])
     except PapermillExecutionError as exc:
         raise PipelineError(f"{notebook.name} failed in cell {exc.cell_index} (execution count "
                             f"{exc.exec_count}): {exc.ename}: {exc.evalue.splitlines()[0] if exc.evalue else ''} "
