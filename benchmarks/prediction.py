@@ -20,7 +20,8 @@ from helpers.submission import write_submission
 
 def ours(model, images: np.ndarray, *, batch_size=None, jit_compile="auto") -> dict:
     """Images/s of `predict_labels` over all `images`, after a warm-up call that compiles the batch shape."""
-    settings = choose_inference_settings(device_facts(), batch_size=batch_size, jit_compile=jit_compile)
+    facts = {**device_facts(), "compute_dtype": model.dtype_policy.compute_dtype}
+    settings = choose_inference_settings(facts, batch_size=batch_size, jit_compile=jit_compile)
     _, size = balanced_batches(len(images), settings["batch_size"])
     started = time.perf_counter()
     predict_labels(model, images[:size], **settings)

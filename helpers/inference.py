@@ -8,13 +8,11 @@ images than there are batches, so a single traced shape serves them all (XLA com
 no batch is wasted on padding. On accelerators the next batch is dispatched before the previous one's labels
 are copied back, so the device need not wait for the host between batches.
 
-Choices per device (`choose_inference_settings`; CPU figures in `reports/bench.md`): XLA on, except under
-op determinism (bit-identical reruns). On 2 CPU cores XLA ran the Baseline UNet as fast as TensorFlow's own
-kernels or up to 1.2× faster (batch 32: 44 against 37 images/s in one run, 50 against 49 in another), and
-batches of 16 to 128 were within the run-to-run noise (48-53 images/s), so the CPU batch is 32 (least memory,
-shortest compile). GPUs and TPUs get 512 (not measured: no accelerator was lent; large batches keep them busy).
-The rest of the gain over `model.predict` (25-38 images/s in the same runs) is the leaner loop: no
-per-batch callbacks, no float32 probabilities copied out and concatenated.
+Choices per device (`choose_inference_settings`; measured in `reports/bench.md`, docs/performance.md): XLA on,
+except under op determinism (bit-identical reruns) and for a bfloat16 model on a CPU (oneDNN's AMX kernels beat
+XLA's CPU code); batch 32 on a CPU (batches of 16 to 128 ran alike there: the least memory and shortest
+compile), 512 on GPUs and TPUs (large batches keep them busy; not measured). The rest of the gain over
+`model.predict` is the leaner loop: no per-batch callbacks, no float32 probabilities copied out and concatenated.
 """
 from __future__ import annotations
 
@@ -39,7 +37,8 @@ def choose_inference_settings(facts: dict, *, batch_size=None, jit_compile="auto
 
     batch_size: None (per device: `BATCH_SIZES`) or a positive int. jit_compile: "auto" (on, except
     under op determinism, where XLA's fused kernels would break bit-identical reruns with Keras' own
-    non-XLA path) | True | False.
+    non-XLA path, and for a bfloat16 model on a CPU, where oneDNN beats XLA; `facts["compute_dtype"]`)
+    | True | False.
     """
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
                                    or batch_size < 1):
@@ -47,7 +46,8 @@ def choose_inference_settings(facts: dict, *, batch_size=None, jit_compile="auto
     if not (jit_compile == "auto" or isinstance(jit_compile, bool)):
         raise ValueError(f"jit_compile={jit_compile!r} is not understood; pass 'auto', True or False")
     if jit_compile == "auto":
-        jit_compile = not facts.get("op_determinism", False)
+        bfloat16_on_cpu = facts["device_type"] == "cpu" and facts.get("compute_dtype") == "bfloat16"
+        jit_compile = not facts.get("op_determinism", False) and not bfloat16_on_cpu
     return {"batch_size": int(batch_size or BATCH_SIZES[facts["device_type"]]), "jit_compile": jit_compile}
 
 
@@ -81,7 +81,8 @@ def predict_labels(model: keras.Model, images, *, batch_size: int | None = None,
     call the model op by op, without tracing (faster for a handful of images, as in the smoke profile).
     Equals `argmax(model.predict(images), -1)` (up to float rounding near ties when XLA is on).
     """
-    settings = choose_inference_settings(device_facts(), batch_size=batch_size, jit_compile=jit_compile)
+    facts = {**device_facts(), "compute_dtype": model.dtype_policy.compute_dtype}
+    settings = choose_inference_settings(facts, batch_size=batch_size, jit_compile=jit_compile)
     if len(images) == 0:
         return np.zeros((0, *IMAGE_SHAPE), np.uint8)
     images = validate_images(images)[..., None]

@@ -101,6 +101,8 @@ def test_settings_per_device_and_flags():
     assert choose_inference_settings(CPU) == {"batch_size": inference.BATCH_SIZES["cpu"], "jit_compile": True}
     assert choose_inference_settings({**CPU, "device_type": "gpu"})["batch_size"] == inference.BATCH_SIZES["gpu"]
     assert choose_inference_settings({**CPU, "op_determinism": True})["jit_compile"] is False
+    assert choose_inference_settings({**CPU, "compute_dtype": "bfloat16"})["jit_compile"] is False
+    assert choose_inference_settings({**CPU, "device_type": "gpu", "compute_dtype": "bfloat16"})["jit_compile"] is True
     assert choose_inference_settings(CPU, batch_size=7, jit_compile=False) == {"batch_size": 7, "jit_compile": False}
 
 
