@@ -243,6 +243,8 @@ def build_rows(chosen: dict) -> list[dict]:
             row[title] = _cell(values)
             row["_" + title] = [v for v in values if v is not None]
         row["Report test mIoU"], row["Report Kaggle mIoU"] = (f"{v:g}" for v in REPORTED[name])
+        row["Train s"] = ", ".join(f"{r['training']['seconds']:.0f}" for r in records
+                                   if r["training"].get("seconds") is not None) or MISSING
         row["Epochs (best)"] = ", ".join(f"{r['training'].get('epochs_run', '?')} ({r['training'].get('best_epoch', '?')})"
                                           for r in records) or MISSING
         rows.append(row)
@@ -270,8 +272,8 @@ def _source_lines(chosen: dict, profile: str) -> list[str]:
     return lines
 
 
-TITLES = (["Model"] + [t for t, _ in COLUMNS] + ["Report test mIoU", "Report Kaggle mIoU", "Epochs (best)", "seeds",
-                                                  "Flags"])
+TITLES = (["Model"] + [t for t, _ in COLUMNS] + ["Report test mIoU", "Report Kaggle mIoU", "Train s", "Epochs (best)",
+                                                  "seeds", "Flags"])
 
 
 def note_lines(chosen: dict) -> list[str]:

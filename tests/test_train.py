@@ -138,7 +138,7 @@ def test_table_renders_from_records_alone(smoke_records, tmp_path):
     (runs / "Baseline_seed1" / "record.json").write_text(json.dumps(second))
     text = write_table(profile="smoke", records=all_records(runs), out_dir=tmp_path)["md"].read_text()
     network4 = next(line for line in text.splitlines() if line.startswith("| Network 4 |"))
-    assert network4.count(MISSING) == 5  # four scores and the epochs
+    assert network4.count(MISSING) == 6  # four scores, training time and epochs
     values = 100 * np.array([smoke_records["Baseline"]["test"]["competition_miou"], second["test"]["competition_miou"]])
     baseline = next(line for line in text.splitlines() if line.startswith("| Baseline |"))
     assert f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" in baseline
