@@ -54,9 +54,13 @@ class Context:
         return reports_dir() / "figures" / self.notebook
 
     def save_fig(self, fig, name: str) -> Path:
-        """Save a matplotlib figure as reports/figures/<notebook>/<name>.png at a fixed resolution."""
+        """Save a matplotlib figure as reports/figures/<notebook>/<name>.png at a fixed resolution, stamped
+        "synthetic data" when the data is the generator's."""
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         path = self.figures_dir / f"{name}.png"
+        if self.data.source.is_synthetic and not getattr(fig, "_stamped", False):
+            fig.text(0.995, 0.003, "synthetic data", ha="right", va="bottom", fontsize=7, color="tab:red", alpha=0.8)
+            fig._stamped = True
         fig.savefig(path, dpi=FIG_DPI, bbox_inches="tight")
         return path
 

@@ -1,10 +1,12 @@
 """The notebooks' figures, each a function returning a matplotlib Figure (saved with `Context.save_fig`)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import numpy as np
 from matplotlib.colors import ListedColormap
+from matplotlib.ticker import MaxNLocator
 
 from helpers.constants import CLASS_NAMES, NUM_CLASSES
 
@@ -97,6 +99,7 @@ def curves(records: dict, key: str = "val_competition_miou", ylabel: str | None 
         if values:
             ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=name)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel or key)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -162,6 +165,7 @@ def loss_weights(record: dict):
         if key.startswith("w_"):
             ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=key[2:])
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("weight")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -200,4 +204,70 @@ def per_class_iou(records: dict):
     ax.set_ylabel("test IoU (%)")
     ax.legend(fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def per_class_heatmap(records: dict):
+    """Test IoU (%) of every entry (rows, first seed) for every class (columns); blank: class absent."""
+    names = list(records)
+    values = np.array([[np.nan if (v := records[n][0]["test"]["per_class_iou"][c]) is None else 100 * v
+                        for c in CLASS_NAMES] for n in names])
+    fig, ax = plt.subplots(figsize=(6.5, 0.42 * len(names) + 1.2))
+    ax.imshow(values, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    for (i, j), value in np.ndenumerate(values):
+        if not np.isnan(value):
+            ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8, color="white" if value < 50 else "black")
+    ax.set_xticks(range(NUM_CLASSES), CLASS_NAMES)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_title("test IoU per class (%)", fontsize=9)
+    ax.grid(False)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_grid(records: dict, columns: int = 4):
+    """Row-normalised test confusion matrix (rows = true class) of every entry (first seed)."""
+    names = list(records)
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.5 * rows), squeeze=False)
+    short = [name[:4] for name in CLASS_NAMES]
+    for ax, name in zip(axes.flat, names):
+        cm = np.asarray(records[name][0]["test"]["confusion_matrix"], dtype=float)
+        total = cm.sum(axis=1, keepdims=True)
+        ax.imshow(np.divide(cm, total, out=np.zeros_like(cm), where=total > 0), cmap="Blues", vmin=0, vmax=1)
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks(range(NUM_CLASSES), short, fontsize=6)
+        ax.set_yticks(range(NUM_CLASSES), short, fontsize=6)
+        ax.grid(False)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.supxlabel("predicted", fontsize=8)
+    fig.supylabel("true", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def prediction_grid(records: dict, images, run_folder, count: int = 5):
+    """The same held-out test images (present in every entry's test split) with their mask and each entry's
+    prediction, read from the run folders' `test_split_predictions.npz`; `run_folder(record)` gives a folder."""
+    saved = {name: np.load(Path(run_folder(runs[0])) / "test_split_predictions.npz") for name, runs in records.items()}
+    common = sorted(set.intersection(*(set(s["indices"].tolist()) for s in saved.values())))[:count]
+    if not common:
+        raise ValueError("the entries' test splits share no image: compare entries of one split variant")
+    first = next(iter(saved.values()))
+    position = {name: {int(i): k for k, i in enumerate(s["indices"])} for name, s in saved.items()}
+    fig, axes = plt.subplots(len(common), len(saved) + 2, figsize=(1.5 * (len(saved) + 2), 0.9 * len(common) + 0.9),
+                             squeeze=False)
+    for row, index in enumerate(common):
+        axes[row, 0].imshow(images[index], cmap="gray", vmin=0, vmax=1)
+        axes[row, 1].imshow(first["y_true"][position[next(iter(saved))][index]], **MASK_STYLE)
+        for col, (name, s) in enumerate(saved.items(), start=2):
+            axes[row, col].imshow(s["y_pred"][position[name][index]], **MASK_STYLE)
+        axes[row, 0].set_ylabel(f"#{index}", fontsize=7)
+    for col, title in enumerate(["image", "mask", *saved]):
+        axes[0, col].set_title(title, fontsize=7, rotation=20)
+    for ax in axes.flat:
+        _off(ax)
+    class_legend(fig)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
