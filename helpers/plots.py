@@ -248,21 +248,25 @@ def confusion_grid(records: dict, columns: int = 4):
 
 
 def prediction_grid(records: dict, images, run_folder, count: int = 5):
-    """The same held-out test images (present in every entry's test split) with their mask and each entry's
-    prediction, read from the run folders' `test_split_predictions.npz`; `run_folder(record)` gives a folder."""
+    """The same held-out test images with their mask and each entry's prediction, read from the run folders'
+    `test_split_predictions.npz` (`run_folder(record)` gives a folder). Images in every entry's test split come
+    first, then those in the most; a blank cell: that image is not in the entry's test split."""
     saved = {name: np.load(Path(run_folder(runs[0])) / "test_split_predictions.npz") for name, runs in records.items()}
-    common = sorted(set.intersection(*(set(s["indices"].tolist()) for s in saved.values())))[:count]
-    if not common:
-        raise ValueError("the entries' test splits share no image: compare entries of one split variant")
-    first = next(iter(saved.values()))
     position = {name: {int(i): k for k, i in enumerate(s["indices"])} for name, s in saved.items()}
-    fig, axes = plt.subplots(len(common), len(saved) + 2, figsize=(1.5 * (len(saved) + 2), 0.9 * len(common) + 0.9),
+    shared = {}
+    for where in position.values():
+        for index in where:
+            shared[index] = shared.get(index, 0) + 1
+    chosen = sorted(shared, key=lambda index: (-shared[index], index))[:count]
+    fig, axes = plt.subplots(len(chosen), len(saved) + 2, figsize=(1.5 * (len(saved) + 2), 0.9 * len(chosen) + 0.9),
                              squeeze=False)
-    for row, index in enumerate(common):
+    for row, index in enumerate(chosen):
         axes[row, 0].imshow(images[index], cmap="gray", vmin=0, vmax=1)
-        axes[row, 1].imshow(first["y_true"][position[next(iter(saved))][index]], **MASK_STYLE)
+        owner = next(name for name in saved if index in position[name])
+        axes[row, 1].imshow(saved[owner]["y_true"][position[owner][index]], **MASK_STYLE)
         for col, (name, s) in enumerate(saved.items(), start=2):
-            axes[row, col].imshow(s["y_pred"][position[name][index]], **MASK_STYLE)
+            if index in position[name]:
+                axes[row, col].imshow(s["y_pred"][position[name][index]], **MASK_STYLE)
         axes[row, 0].set_ylabel(f"#{index}", fontsize=7)
     for col, title in enumerate(["image", "mask", *saved]):
         axes[0, col].set_title(title, fontsize=7, rotation=20)
