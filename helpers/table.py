@@ -291,11 +291,18 @@ def note_lines(chosen: dict) -> list[str]:
             f"split `{split}`: {', '.join(sorted(values))}" for split, values in sorted(constants.items())) + "."]
     else:
         lines = ["Best constant predictor on the test split: unknown (no record or saved predictions)."]
-    lines.append(f"Flags: *{DID_NOT_LEARN}* — the best validation mIoU never beat the best constant predictor's, "
-                 "so the row's numbers are noise, not a result; *identical predictions to X* — byte-identical "
-                 "test-split predictions although the settings differ; *learning unchecked* — an old record "
-                 f"without the constant baseline; *{STALE}* — reused on purpose (`--reuse-stale`) although "
-                 "helpers/ changed since. An empty cell passed every check.")
+    present = "; ".join(flag for row in flags(chosen).values() for flag in row)
+    legend = [(DID_NOT_LEARN, f"*{DID_NOT_LEARN}* — the best validation mIoU never beat the best constant "
+                              "predictor's, so the row's numbers are noise, not a result"),
+              ("identical predictions", "*identical predictions to X* — byte-identical test-split predictions "
+                                        "although the settings differ"),
+              (UNCHECKED, "*learning unchecked* — an old record without the constant baseline"),
+              (STALE, f"*{STALE}* — the record predates today's code of helpers/ (rerun to retrain it; "
+                      "`--reuse-stale` keeps such records on purpose)")]
+    shown = [text for flag, text in legend if flag in present]
+    lines.append("Flags: " + "; ".join(shown) + ". An empty cell passed every check." if shown else
+                 "Flags: none — every row's best validation mIoU beat the best constant predictor's, no two rows "
+                 "with different settings share their test predictions, and every record is today's code's.")
     ranks = rank_vs_report(chosen)
     lines.append(f"Our order vs the report's (Spearman ρ over the {ranks['n']} rows with a result): "
                  f"{ranks['spearman_test']:.2f} against its test mIoU, {ranks['spearman_kaggle']:.2f} against its "
