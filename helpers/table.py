@@ -110,7 +110,7 @@ def flags(chosen: dict) -> dict[str, list[str]]:
     today's (kept on purpose with `--reuse-stale`); "identical predictions to <row>, <row>…": the same
     seed's test-split predictions are byte-identical to those other rows', whose settings differ.
     """
-    out, predictions = {}, {}
+    out, predictions, current = {}, {}, code_fingerprint()
     for name, value in chosen.items():
         runs = _runs(value)
         out[name] = []
@@ -120,7 +120,6 @@ def flags(chosen: dict) -> dict[str, list[str]]:
             out[name].append(DID_NOT_LEARN if failed == len(runs) else f"{DID_NOT_LEARN} ({failed} of {len(runs)} seeds)")
         if None in checks:
             out[name].append(UNCHECKED)
-        current = code_fingerprint()
         if any(r.get("code") != current for r in runs):
             out[name].append(STALE)
         for r in runs:
