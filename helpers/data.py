@@ -220,9 +220,25 @@ def load_mars(path=None, labels=None) -> MarsData:
     if labels is not None:
         labels = Path(labels).expanduser()
         if not labels.is_file():
-            _fail(labels, "labels file not found", "pass the *_test_labels.npz written beside the synthetic data")
+            _fail(labels, "labels file not found", "pass the *_test_labels.npz written beside the synthetic data, "
+                                                   "or a (N, 64, 128) .npy of test masks")
         data = replace(data, source=replace(data.source, labels_path=str(labels.resolve())))
+    if data.source.labels_path:
+        _check_labels(Path(data.source.labels_path), len(data.test_images))
     return data
+
+
+def _check_labels(path: Path, n_test: int) -> None:
+    """Validate a hidden-labels file before any work starts: readable, well formed, one mask per test image."""
+    from helpers.submission import SubmissionError, load_test_labels
+
+    try:
+        n_labels = len(load_test_labels(path)["test_masks"])
+    except SubmissionError as error:
+        raise DataError(str(error)) from None
+    if n_labels != n_test:
+        _fail(path, f"{n_labels} test masks for {n_test} test images",
+              "pass the labels of this data file's test_set, one (64, 128) mask per test image, in file order")
 
 
 def summarize(data: MarsData) -> dict:

@@ -77,10 +77,10 @@ def nvidia_gpu_present() -> bool:
     return Path("/proc/driver/nvidia/version").exists()
 
 
-def _cpu_has_amx_bf16() -> bool:
-    """Whether the CPU has AMX bfloat16 tiles (Intel Sapphire Rapids and later), read from /proc/cpuinfo."""
+def _cpu_has_flag(flag: str) -> bool:
+    """Whether /proc/cpuinfo lists `flag`, e.g. amx_bf16 (Intel AMX tiles) or avx512_bf16 (AMD Zen 4, Intel)."""
     try:
-        return any(line.startswith("flags") and " amx_bf16" in line
+        return any(line.startswith("flags") and f" {flag}" in f"{line} "
                    for line in Path("/proc/cpuinfo").read_text().splitlines())
     except OSError:
         return False
@@ -111,7 +111,8 @@ def device_facts() -> dict:
     tpu_cores = len(tf.config.list_physical_devices("TPU"))
     device_type = "gpu" if gpus else "tpu" if tpu_cores else "cpu"
     return {"device_type": device_type, "gpus": gpus, "tpu_cores": tpu_cores, "cores": visible_cores(),
-            "cpu_model": _cpu_model(), "cpu_amx_bf16": _cpu_has_amx_bf16(), "replicas": _replicas(gpus, tpu_cores),
+            "cpu_model": _cpu_model(), "cpu_amx_bf16": _cpu_has_flag("amx_bf16"),
+            "cpu_avx512_bf16": _cpu_has_flag("avx512_bf16"), "replicas": _replicas(gpus, tpu_cores),
             "op_determinism": bool(is_op_determinism_enabled())}
 
 
@@ -135,10 +136,18 @@ def describe_device() -> str:
     return _describe(device_facts())
 
 
+def cpu_bfloat16_pays(facts: dict) -> bool:
+    """Whether oneDNN's bfloat16 kernels beat float32 + XLA on this CPU process (docs/performance.md): with AMX
+    tiles always; with AVX512-BF16 only in a one-core process, since those kernels gain nothing from a second
+    core while XLA's float32 code does (2.0x per core, 0.8x on two cores, measured on an AMD EPYC)."""
+    return facts["device_type"] == "cpu" and bool(
+        facts.get("cpu_amx_bf16") or (facts.get("cpu_avx512_bf16") and facts.get("cores") == 1))
+
+
 def _auto_policy(facts: dict) -> str:
     """The mixed-precision policy that speeds up the device: float16 on tensor-core GPUs, bfloat16 on TPUs
-    and on CPUs with AMX bfloat16 tiles (oneDNN runs the convolutions there; measured in reports/bench.md)."""
-    if facts["device_type"] == "tpu" or (facts["device_type"] == "cpu" and facts.get("cpu_amx_bf16")):
+    and on CPUs where oneDNN's bfloat16 kernels pay (`cpu_bfloat16_pays`)."""
+    if facts["device_type"] == "tpu" or cpu_bfloat16_pays(facts):
         return "mixed_bfloat16"
     capabilities = [gpu["compute_capability"] for gpu in facts["gpus"]]
     if facts["device_type"] == "gpu" and capabilities and min(capabilities) >= MIN_MIXED_FLOAT16_CAPABILITY:
@@ -155,7 +164,7 @@ def choose_settings(facts: dict, *, xla="auto", mixed_precision="auto", threads=
     variables on the other replicas; TPUStrategy compiles with XLA by itself), op determinism enabled,
     or bfloat16 on a CPU (oneDNN's AMX kernels beat XLA's CPU code there).
     mixed_precision: "auto" ("mixed_float16" on GPUs of compute capability >= 7, "mixed_bfloat16" on
-    TPUs and on CPUs with AMX bfloat16, "float32" otherwise) | False (float32) | a policy name.
+    TPUs and where `cpu_bfloat16_pays`, "float32" otherwise) | False (float32) | a policy name.
     threads: "auto" (intra-op = visible cores) | False (TensorFlow's defaults, untouched) | an int
     intra-op count. Inter-op is min(2, intra), or 1 under op determinism, which needs one inter-op
     thread for bit-identical CPU reruns (`helpers.determinism`).

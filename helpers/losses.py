@@ -476,3 +476,31 @@ class CombinedLoss(keras.losses.Loss):
 def combined_loss(weights: dict, **kwargs) -> CombinedLoss:
     """`CombinedLoss(weights, **kwargs)`, e.g. `combined_loss(FINAL_MIX)`; unknown names raise ValueError."""
     return CombinedLoss(weights, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="helpers")
+class LossTermMean(keras.metrics.Mean):
+    """Batch mean of one loss term's value (before its weight in the sum), as a compile metric: the history then
+    logs every term of a `CombinedLoss` per epoch (`term_<name>`, `val_term_<name>`), where Keras logs only the
+    weighted sum. Pass it as `weighted_metrics`, so it sees the sample (class) weights the loss sees."""
+
+    def __init__(self, term: str, *, ignore_class=BACKGROUND, options=None, name=None, dtype=None):
+        super().__init__(name=name or f"term_{term}", dtype=dtype)
+        self.term, self.ignore_class, self.options = term, ignore_class, dict(options or {})
+        self._loss = make_term(term, ignore_class=ignore_class, **self.options)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        pixel_weight, image_weight = _split_sample_weight(sample_weight)
+        value = self._loss(y_true, y_pred, sample_weight=pixel_weight if self.term in PIXEL_TERMS else image_weight)
+        return super().update_state(ops.cast(value, "float32"))
+
+    def get_config(self):
+        return {"term": self.term, "ignore_class": self.ignore_class, "options": self.options, "name": self.name,
+                "dtype": self.dtype}
+
+
+def term_metrics(loss: keras.losses.Loss) -> list[LossTermMean]:
+    """One `LossTermMean` per term of a `CombinedLoss` of two or more terms (a single term is the logged loss)."""
+    if not isinstance(loss, CombinedLoss) or len(loss.terms) < 2:
+        return []
+    return [LossTermMean(name, ignore_class=loss.ignore_class, options=loss.options.get(name)) for name in loss.terms]

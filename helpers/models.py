@@ -28,6 +28,8 @@ DUAL_KINDS = ("twin", "global_local")
 FUSIONS = ("concat", "add", "continue_add", "gated")
 
 GROUP_NORM_GROUPS = 8
+"""GroupNorm's groups at full width (the original's 8). A narrower model keeps the channels per group instead
+(`group_norm_groups`): 8 groups over a quarter-width level of 8 channels would be InstanceNorm, another layer."""
 SE_REDUCTION = 16
 DILATION_RATES = (1, 2, 4, 8)
 MIN_FILTERS = 4
@@ -70,9 +72,15 @@ def scaled_filters(filters: int, width: float = 1.0, multiple: int = 1) -> int:
     return max(multiple, multiple * math.floor(count / multiple + 0.5))
 
 
-def normalization(norm: str, name: str) -> keras.layers.Layer:
+def group_norm_groups(width: float = 1.0) -> int:
+    """GroupNorm's groups in a model of `width`: round(8 * width), at least 1, so every level has the same
+    channels per group as the full-width model (4 in the first level of 32)."""
+    return max(1, math.floor(GROUP_NORM_GROUPS * width + 0.5))
+
+
+def normalization(norm: str, name: str, groups: int = GROUP_NORM_GROUPS) -> keras.layers.Layer:
     """A fresh normalization layer: "batch" = BatchNormalization (synchronized across replicas under a
-    multi-device strategy: build the model inside its scope); "group" = GroupNormalization with 8
+    multi-device strategy: build the model inside its scope); "group" = GroupNormalization with `groups`
     groups (what the original notebooks called "adaptive normalization"); "adaptive" = the
     lambda x + mu BN(x) layer of Chen et al. 2017 (`helpers.layers.AdaptiveNormalization`)."""
     _choice(norm, NORMALIZATIONS, "norm")
@@ -82,22 +90,22 @@ def normalization(norm: str, name: str) -> keras.layers.Layer:
         synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
         return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=synchronized, name=name)
     if norm == "group":
-        return keras.layers.GroupNormalization(groups=GROUP_NORM_GROUPS, name=name)
+        return keras.layers.GroupNormalization(groups=groups, name=name)
     return AdaptiveNormalization(momentum=BN_MOMENTUM, name=name)
 
 
 def unet_block(x, filters: int, *, norm: str = "batch", initializer: str = "glorot_uniform", activation: str = "relu",
-               name: str = "block"):
+               groups: int = GROUP_NORM_GROUPS, name: str = "block"):
     """2 x (3x3 same Conv2D with bias -> normalization -> activation), the report's UNet block."""
     for i in (1, 2):
         x = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=initializer, name=f"{name}_conv{i}")(x)
-        x = normalization(norm, f"{name}_norm{i}")(x)
+        x = normalization(norm, f"{name}_norm{i}", groups)(x)
         x = keras.layers.Activation(activation, name=f"{name}_act{i}")(x)
     return x
 
 
 def dilated_bottleneck_block(x, filters: int, *, norm: str = "batch", initializer: str = "glorot_uniform",
-                             activation: str = "relu", name: str = "bottleneck"):
+                             activation: str = "relu", groups: int = GROUP_NORM_GROUPS, name: str = "bottleneck"):
     """Net 10's bottleneck: the block's first conv becomes four parallel 3x3 convs with dilation
     rates 1, 2, 4, 8, each `filters / 4` wide and concatenated (-> `filters` channels) -> norm ->
     activation; then the block's second 3x3 conv -> norm -> activation mixes the rates.
@@ -113,10 +121,10 @@ def dilated_bottleneck_block(x, filters: int, *, norm: str = "batch", initialize
         for rate in DILATION_RATES
     ]
     x = keras.layers.Concatenate(name=f"{name}_rates")(branches)
-    x = normalization(norm, f"{name}_norm1")(x)
+    x = normalization(norm, f"{name}_norm1", groups)(x)
     x = keras.layers.Activation(activation, name=f"{name}_act1")(x)
     x = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=initializer, name=f"{name}_conv2")(x)
-    x = normalization(norm, f"{name}_norm2")(x)
+    x = normalization(norm, f"{name}_norm2", groups)(x)
     return keras.layers.Activation(activation, name=f"{name}_act2")(x)
 
 
@@ -139,8 +147,8 @@ def unet_features(x, *, depth: int = 2, filters: int = 32, bottleneck: int | Non
     bottleneck (`bottleneck`, default `filters * 2**depth`) sits at (H / 2**depth, W / 2**depth),
     plain, dilated (`dilated_bottleneck`) and/or followed by Squeeze-Excitation (`se`); each decoder
     level upsamples by 2 (nearest), concatenates the skip and runs a block of the skip's width. Every
-    count is scaled by `width` (`scaled_filters`), to a multiple of 8 for GroupNorm and of 4 (8 with
-    GroupNorm) for the dilated bottleneck.
+    count is scaled by `width` (`scaled_filters`), to a multiple of GroupNorm's groups (`group_norm_groups`)
+    and of 4 (and the groups) for the dilated bottleneck.
     """
     _choice(norm, NORMALIZATIONS, "norm")
     _check_initializer(initializer)
@@ -149,12 +157,13 @@ def unet_features(x, *, depth: int = 2, filters: int = 32, bottleneck: int | Non
     size = 2**depth
     if any(dim is not None and dim % size for dim in x.shape[1:3]):
         raise ValueError(f"Input size {tuple(x.shape[1:3])} is not divisible by 2**depth = {size}; lower depth.")
-    multiple = GROUP_NORM_GROUPS if norm == "group" else 1
+    groups = group_norm_groups(width)
+    multiple = groups if norm == "group" else 1
     widths = [scaled_filters(filters * 2**i, width, multiple) for i in range(depth)]
     bottleneck_multiple = math.lcm(multiple, len(DILATION_RATES)) if dilated_bottleneck else multiple
     bottleneck = filters * size if bottleneck is None else bottleneck
     bottleneck_width = scaled_filters(bottleneck, width, bottleneck_multiple)
-    block = {"norm": norm, "initializer": initializer, "activation": activation}
+    block = {"norm": norm, "initializer": initializer, "activation": activation, "groups": groups}
 
     skips = []
     for i, level_width in enumerate(widths, start=1):

@@ -2,10 +2,13 @@
 
     from helpers.notebook import setup, start
     setup()                                     # versions, device, plotting defaults
-    ctx = start("01_eda_and_aliens", DATA_PATH, LABELS_PATH, PROFILE, SEEDS, REPORTS_DIR)
+    ctx = start("01_eda_and_aliens", **parameters(globals()))   # the cell tagged `parameters` -> the run context
     ctx.save_fig(fig, "class_shares")           # -> reports/figures/01_eda_and_aliens/class_shares.png
     records = ctx.run(["Baseline", "Network 1"])
-    ctx.record({"baseline_test_miou": ...})     # -> reports/results/01_eda_and_aliens.json
+    ctx.record_runs(records)                    # -> reports/results/01_eda_and_aliens.json, every seed
+
+`PARAMETERS` is the one list of the notebooks' parameters and their defaults: each notebook's `parameters`
+cell declares exactly these, `helpers.pipeline` injects them, and the tests check both against it.
 """
 from __future__ import annotations
 
@@ -17,6 +20,15 @@ from pathlib import Path
 from helpers.paths import reports_dir
 
 FIG_DPI = 120
+
+PARAMETERS = {"DATA_PATH": None, "LABELS_PATH": None, "PROFILE": "default", "SEEDS": 1, "REPORTS_DIR": None,
+              "FORCE": False}
+"""Name -> default of every notebook parameter (see the module docstring)."""
+
+
+def parameters(namespace: dict) -> dict:
+    """The notebook parameters defined in `namespace` (a notebook's `globals()`), for `start(**...)`."""
+    return {name: namespace[name] for name in PARAMETERS if name in namespace}
 
 
 def setup() -> None:
@@ -74,6 +86,28 @@ class Context:
         return {name: [run(name, self.data, self.profile, seed, force=self.force, **kwargs)
                        for seed in range(self.seeds)] for name in names}
 
+    def record_runs(self, records: dict[str, list[dict]], **extra) -> Path:
+        """Store every run of `records` ({name: [record per seed]}, as `run` returns): each seed's test and
+        leaderboard scores, their mean over seeds and the table's flags, plus any `extra` results."""
+        from helpers.table import flags
+
+        row_flags = flags(records)
+
+        def mean(runs, *path):
+            values = [_dig(run, path) for run in runs]
+            values = [float(v) for v in values if v is not None]
+            return float(sum(values) / len(values)) if values else None
+
+        results = {name: {"seeds": [{"seed": run["seed"], "test": run["test"], "leaderboard": run.get("leaderboard")}
+                                    for run in runs],
+                          "mean": {"test_competition_miou": mean(runs, "test", "competition_miou"),
+                                   "test_miou_1_4": mean(runs, "test", "miou_1_4"),
+                                   "lb_public": mean(runs, "leaderboard", "public", "competition_miou"),
+                                   "lb_private": mean(runs, "leaderboard", "private", "competition_miou")},
+                          "flags": row_flags[name]}
+                   for name, runs in records.items()}
+        return self.record({**results, **extra})
+
     def record(self, results: dict) -> Path:
         """Store the notebook's key numbers as JSON (reports/results/<notebook>.json)."""
         from helpers.records import write_json_atomic
@@ -85,9 +119,15 @@ class Context:
         return path
 
 
-def start(notebook: str, data_path=None, labels_path=None, profile: str = "default", seeds: int = 1,
-          reports: str | None = None, force: bool = False) -> Context:
-    """Apply the parameters cell: output folder, data (labelled real/synthetic), profile and seeds."""
+def start(notebook: str, **params) -> Context:
+    """Apply the parameters cell (keywords named as in `PARAMETERS`; missing ones take its defaults): output
+    folder, data (labelled real/synthetic), profile and seeds."""
+    unknown = sorted(set(params) - set(PARAMETERS))
+    if unknown:
+        raise ValueError(f"unknown notebook parameter(s) {', '.join(unknown)}: the parameters are {', '.join(PARAMETERS)}")
+    values = {**PARAMETERS, **params}
+    data_path, labels_path, reports = values["DATA_PATH"], values["LABELS_PATH"], values["REPORTS_DIR"]
+    profile, seeds, force = values["PROFILE"], values["SEEDS"], values["FORCE"]
     from helpers.data import load_mars
     from helpers.profiles import get_profile
 
@@ -105,6 +145,13 @@ def start(notebook: str, data_path=None, labels_path=None, profile: str = "defau
     return Context(notebook=notebook, data=data, profile=profile, seeds=int(seeds), force=bool(force))
 
 
+def _dig(node, path):
+    """node[path[0]][path[1]]...; None where a level is missing."""
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
 def summary(records: dict):
     """A DataFrame with one row per entry: scores (mean over seeds, %), parameters, epochs, time and the
     `helpers.table.flags` ("did not learn", "identical predictions to …"; empty = every check passed)."""
@@ -116,13 +163,7 @@ def summary(records: dict):
     row_flags = flags(records)
 
     def mean(runs, *path):
-        values = []
-        for run in runs:
-            node = run
-            for key in path:
-                node = node.get(key) if isinstance(node, dict) else None
-            if node is not None:
-                values.append(100 * float(node))
+        values = [100 * float(v) for v in (_dig(run, path) for run in runs) if v is not None]
         return round(float(np.mean(values)), 2) if values else None
 
     rows = []

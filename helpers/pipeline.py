@@ -1,13 +1,19 @@
 """The papermill pipeline: run the numbered notebooks headless, in order, then write Table 1.
 
     python -m helpers.pipeline [--profile smoke|default|full] [--data PATH] [--labels PATH] [--seeds N]
-                               [--only 03 ...] [--out DIR] [--force]
+                               [--only 03 ...] [--out DIR] [--force] [--workers N]
 
 Executed copies go to `<out>/executed/`; records, figures, the submission and Table 1 to `<out>/`
 (default `reports/`); a full run also leaves its wall time in `<out>/bench_pipeline.json`. Injected parameters are checked against each notebook's `parameters` cell
 (`papermill.inspect_notebook`) and unknown names refused, so an override can never silently do nothing.
 If a notebook fails, the pipeline says which one and which cell, keeps every record already written (a
 rerun reuses them) and exits non-zero. `make table1` is this with the default profile on the default data.
+
+With `workers` > 1 (default: one per CPU core on a machine without GPUs, one per GPU otherwise) every run is
+trained first by that many `python -m helpers.train --all` processes, one core (or GPU) each, sharing the runs
+through their claims (`helpers.claims`); the notebooks then reuse the records. Where one-core workers train in
+bfloat16 (`default_workers`), two of them train twice the images per second of one two-core process
+(docs/performance.md).
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from helpers.notebook import PARAMETERS
 from helpers.paths import REPO_ROOT, reports_dir
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -87,6 +94,37 @@ def _environment(updates: dict):
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
 
 
+def default_workers() -> int:
+    """One worker per GPU; on a CPU machine one per core where a one-core worker trains in bfloat16
+    (`helpers.device.cpu_bfloat16_pays`: those kernels do not use a second core), else 1 (float32 + XLA uses
+    every core: two one-core workers measured 0.8x one two-core process)."""
+    from helpers.device import cpu_bfloat16_pays, device_facts
+
+    facts = device_facts()
+    if facts["gpus"]:
+        return len(facts["gpus"])
+    return facts["cores"] if cpu_bfloat16_pays({**facts, "cores": 1}) else 1
+
+
+def pretrain(workers: int, *, profile: str, data: str, labels: str | None, seeds: int, force: bool,
+             log: Path) -> float:
+    """Train every row and ablation with `workers` processes of `helpers.train --all`; seconds taken. Their own
+    output goes to `log` (the progress lines reach the terminal through the progress log)."""
+    import subprocess
+
+    command = [sys.executable, "-m", "helpers.train", "--all", "--workers", str(workers), "--profile", profile,
+               "--seeds", str(seeds), "--data", data, *(["--labels", labels] if labels else []),
+               *(["--force"] if force else [])]
+    started = time.perf_counter()
+    with log.open("w") as handle:
+        code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT))
+    if code:
+        tail = [line for line in log.read_text().splitlines() if line.strip()][-1:]
+        raise PipelineError(f"training workers failed (exit {code}): {tail[0] if tail else 'no output'} — see {log}; "
+                            "finished runs are kept and a rerun reuses them")
+    return time.perf_counter() - started
+
+
 @contextmanager
 def _echo(path: Path, poll_seconds: float = 1.0):
     """Print the lines the notebooks' kernels append to `path` (helpers.progress) while the block runs."""
@@ -114,8 +152,9 @@ def _echo(path: Path, poll_seconds: float = 1.0):
 
 def run_pipeline(*, profile: str = "default", data: str | None = None, labels: str | None = None,
                  seeds: int = 1, only: list[str] | None = None, out: str | None = None, force: bool = False,
-                 verbose: bool = False) -> dict:
-    """Run the notebooks then write Table 1; return {"notebooks": {name: seconds}, "table": paths}."""
+                 verbose: bool = False, workers: int | None = None) -> dict:
+    """Train every run with `workers` processes (whole runs only; see the module docstring), run the notebooks,
+    then write Table 1; return {"notebooks": {name: seconds}, "table": paths, "workers": ...}."""
     from helpers.data import load_mars
     from helpers.profiles import get_profile
     from helpers.table import write_table
@@ -133,16 +172,33 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
     print(f"data: {dataset.source.label()}; profile {profile}; seeds {seeds}; outputs in {out_dir}", flush=True)
     parameters = {"DATA_PATH": dataset.source.path, "LABELS_PATH": dataset.source.labels_path,
                   "PROFILE": profile, "SEEDS": seeds, "REPORTS_DIR": str(out_dir), "FORCE": force}
-    timings = {}
+    if set(parameters) != set(PARAMETERS):  # the notebooks declare helpers.notebook.PARAMETERS, no more, no less
+        raise PipelineError(f"the pipeline passes {sorted(parameters)}, the notebooks declare {sorted(PARAMETERS)}")
+    timings, training_seconds = {}, None
     log = out_dir / "progress.log"
     log.write_text("")
     from helpers.experiments import names
 
+    if only:
+        workers = 1  # some notebooks: they train what they need themselves
+    elif workers is None:
+        with _environment({} if verbose else {"TF_CPP_MIN_LOG_LEVEL": "3"}):  # TensorFlow's start-up lines
+            workers = default_workers()
+    if workers < 1:
+        raise PipelineError(f"--workers must be at least 1, got {workers}")
     kernels_env = {"MARS_PROGRESS_LOG": str(log), "MARS_PROGRESS_STARTED": str(time.time()),
-                   "MARS_PROGRESS_TOTAL": str(len(names(include_ablations=True)) * seeds if not only else 0)}
+                   "MARS_PROGRESS_TOTAL": str(len(names(include_ablations=True)) * seeds if not only else 0),
+                   "MARS_PROGRESS_WORKERS": str(workers)}
     if not verbose:
         kernels_env["TF_CPP_MIN_LOG_LEVEL"] = "3"  # the kernels' C++ start-up noise (cuInit on CPU machines...)
     with _environment(kernels_env), _echo(log):
+        if workers > 1:
+            print(f"training every run with {workers} workers (their output: {out_dir / 'workers.log'}) ...", flush=True)
+            training_seconds = pretrain(workers, profile=profile, data=dataset.source.path,
+                                        labels=dataset.source.labels_path, seeds=seeds, force=force,
+                                        log=out_dir / "workers.log")
+            print(f"  every run trained in {training_seconds / 60:.0f} min; the notebooks reuse them", flush=True)
+            parameters["FORCE"] = False  # the workers just retrained what --force asked for
         for notebook in notebooks(only):
             print(f"running {notebook.name} (elapsed {(time.perf_counter() - started) / 60:.0f} min) ...",
                   flush=True)
@@ -156,9 +212,10 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
 
         write_json_atomic(out_dir / "bench_pipeline.json", {
             "profile": profile, "seeds": seeds, "data": dataset.source.label(), "device": describe_device(),
-            "notebook_seconds": timings, "total_seconds": time.perf_counter() - started,
+            "workers": workers, "training_workers_seconds": training_seconds, "notebook_seconds": timings,
+            "total_seconds": time.perf_counter() - started,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    return {"notebooks": timings, "table": table}
+    return {"notebooks": timings, "table": table, "workers": workers}
 
 
 def main(argv=None) -> int:
@@ -171,6 +228,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="output folder (default: reports/)")
     parser.add_argument("--force", action="store_true", help="retrain even where a finished record exists")
     parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's and the kernels' log lines")
+    parser.add_argument("--workers", type=int, help="training processes side by side before the notebooks "
+                                                    "(default: one per CPU core without GPUs, one per GPU; 1: none)")
     parser.add_argument("--reuse-stale", action="store_true",
                         help="reuse records trained by older code of helpers/ (Table 1 marks them)")
     args = parser.parse_args(argv)
@@ -178,7 +237,8 @@ def main(argv=None) -> int:
         os.environ["MARS_REUSE_STALE"] = "1"  # read by helpers.train.run in every notebook's kernel
     try:
         result = run_pipeline(profile=args.profile, data=args.data, labels=args.labels, seeds=args.seeds,
-                              only=args.only, out=args.out, force=args.force, verbose=args.verbose)
+                              only=args.only, out=args.out, force=args.force, verbose=args.verbose,
+                              workers=args.workers)
     except (PipelineError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, PipelineError) else 2

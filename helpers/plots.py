@@ -20,6 +20,15 @@ def _off(ax) -> None:
     ax.set_yticks([])
 
 
+def epoch_axis(ax) -> None:
+    """Label the x axis "epoch" with whole-number ticks only, also for a run of one or two epochs."""
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    low, high = ax.get_xlim()
+    if high - low < 2:  # a one-epoch run: matplotlib would tick 0.95, 1.00, 1.05
+        ax.set_xticks(np.arange(np.ceil(low), np.floor(high) + 1))
+
+
 def class_legend(fig) -> None:
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in CLASS_COLORS]
     fig.legend(handles, CLASS_NAMES, loc="lower center", ncol=NUM_CLASSES, frameon=False)
@@ -98,8 +107,7 @@ def curves(records: dict, key: str = "val_competition_miou", ylabel: str | None 
         values = runs[0]["history"].get(key)
         if values:
             ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=name)
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epoch_axis(ax)
     ax.set_ylabel(ylabel or key)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -127,18 +135,6 @@ def _get(record: dict, path) -> float:
     return float(node)
 
 
-def lr_curves(curves_by_name: dict, steps_per_epoch: int):
-    """Learning rate per step for each optimizer setting."""
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    for name, values in curves_by_name.items():
-        ax.plot(np.arange(len(values)) / steps_per_epoch, values, label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("learning rate")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def logged_lr_curves(records_by_name: dict):
     """The learning rate each run really used at every step (`LearningRateLog`), first seed, per epoch."""
     fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -150,9 +146,8 @@ def logged_lr_curves(records_by_name: dict):
         steps_per_epoch = len(values) / max(1, record["training"]["epochs_run"])
         ax.plot(np.arange(len(values)) / steps_per_epoch, values,
                 label=f"{name} ({record['settings']['optimizer']['name']})")
-    ax.set_xlabel("epoch")
     ax.set_ylabel("learning rate")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epoch_axis(ax)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -164,11 +159,45 @@ def loss_weights(record: dict):
     for key, values in sorted(record["history"].items()):
         if key.startswith("w_"):
             ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=key[2:])
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epoch_axis(ax)
     ax.set_ylabel("weight")
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def loss_terms(record: dict):
+    """Each loss term's value per epoch, before its weight (`term_<name>` / `val_term_<name>` history keys,
+    logged by `helpers.losses.LossTermMean`), on the training and the validation split."""
+    history = record["history"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+    for ax, prefix, title in zip(axes, ("term_", "val_term_"), ("training", "validation")):
+        for key, values in sorted(history.items()):
+            if key.startswith(prefix):
+                ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=key[len(prefix):])
+        ax.set_title(f"{record['name']}: loss terms, {title}", fontsize=9)
+        epoch_axis(ax)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("term value (unweighted)")
+    fig.tight_layout()
+    return fig
+
+
+def before_after(images, masks, new_images, new_masks, *, labels=("before", "after")):
+    """Columns of examples, rows image / mask before and after a transformation (augmentation, blending)."""
+    count = len(images)
+    fig, axes = plt.subplots(4, count, figsize=(2.2 * count, 5.8), squeeze=False)
+    for col in range(count):
+        for row, (picture, style) in enumerate([(images[col], {"cmap": "gray", "vmin": 0, "vmax": 1}),
+                                                (masks[col], MASK_STYLE),
+                                                (new_images[col], {"cmap": "gray", "vmin": 0, "vmax": 1}),
+                                                (new_masks[col], MASK_STYLE)]):
+            axes[row, col].imshow(np.squeeze(picture), **style)
+            _off(axes[row, col])
+    for row, text in enumerate([f"{labels[0]}: image", "mask", f"{labels[1]}: image", "mask"]):
+        axes[row, 0].set_ylabel(text, fontsize=8)
+    class_legend(fig)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 

@@ -28,7 +28,7 @@ PROFILES = {
     "smoke": {"width": 0.125, "batch_size": 8, "epochs": 1, "patience": 1, "max_train": 24, "max_val": 8,
               "max_test": 8, "test_set_limit": 16, "blend_attempts": 2,
               "deterministic": True, "run_eagerly": True, "xla": False},
-    "default": {"width": 0.25, "batch_size": 32, "epochs": 6, "patience": 6, "max_train": None, "max_val": None,
+    "default": {"width": 0.25, "batch_size": 32, "epochs": 8, "patience": 8, "max_train": None, "max_val": None,
                 "max_test": None, "test_set_limit": 1024, "blend_attempts": 5,
                 "deterministic": False, "run_eagerly": False, "xla": "auto"},
     "full": {"width": 1.0, "batch_size": 64, "epochs": 120, "patience": 30, "max_train": None, "max_val": None,

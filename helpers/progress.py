@@ -35,14 +35,16 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def eta(lines: list[str], total: int, started: float | None) -> str:
-    """'elapsed …, ETA …' from the log's lines so far: mean seconds of the runs trained × the runs not yet seen."""
+def eta(lines: list[str], total: int, started: float | None, workers: int = 1) -> str:
+    """'elapsed …, ETA …' from the log's lines so far: mean seconds of the runs trained × the runs not yet seen,
+    shared by `workers` processes training side by side."""
     seen = {(m.group(3), m.group(4)) for m in map(START.match, lines) if m}
     trained = [int(m.group(3)) for m in map(FINISH.match, lines) if m]
     parts = [] if started is None else [f"elapsed {_minutes(time.time() - started)}"]
     if trained and total:
-        parts.append(f"ETA ≈ {_minutes(sum(trained) / len(trained) * max(0, total - len(seen)))} more "
-                     f"for {max(0, total - len(seen))} runs not started")
+        left = max(0, total - len(seen))
+        parts.append(f"ETA ≈ {_minutes(sum(trained) / len(trained) * left / max(1, workers))} more "
+                     f"for {left} runs not started")
     return ", ".join(parts)
 
 
@@ -53,8 +55,10 @@ def announce(name: str, seed: int, state: str) -> None:
     seen = {(m.group(3), m.group(4)) for m in map(START.match, lines) if m}
     place = len(seen | {(name, str(seed))})
     started = float(os.environ["MARS_PROGRESS_STARTED"]) if os.environ.get("MARS_PROGRESS_STARTED") else None
+    workers = int(os.environ.get("MARS_PROGRESS_WORKERS", "1") or 1)
     head = f"[{place}/{total}] " if total else "[run] "
-    say(f"{head}{name} (seed {seed}): {state}" + (f" — {note}" if (note := eta(lines, total, started)) else ""))
+    note = eta(lines, total, started, workers)
+    say(f"{head}{name} (seed {seed}): {state}" + (f" — {note}" if note else ""))
 
 
 def finished(name: str, seed: int, seconds: float, record: dict) -> None:
@@ -64,11 +68,12 @@ def finished(name: str, seed: int, seconds: float, record: dict) -> None:
 
 
 class EpochLine(keras.callbacks.Callback):
-    """One progress line per epoch: '    epoch 3/6: val mIoU 24.1 (18 s)'."""
+    """One progress line per epoch: '    Network 6 (seed 0) epoch 3/6: val mIoU 24.1 (18 s)' (named, since
+    several workers may train side by side)."""
 
-    def __init__(self, epochs: int):
+    def __init__(self, epochs: int, run: str = ""):
         super().__init__()
-        self.epochs = epochs
+        self.epochs, self.run = epochs, run
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
@@ -76,4 +81,5 @@ class EpochLine(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get("val_competition_miou")
         score = "" if value is None else f": val mIoU {100 * float(value):.1f}"
-        say(f"    epoch {epoch + 1}/{self.epochs}{score} ({time.perf_counter() - self._started:.0f} s)")
+        name = f"{self.run} " if self.run else ""
+        say(f"    {name}epoch {epoch + 1}/{self.epochs}{score} ({time.perf_counter() - self._started:.0f} s)")

@@ -146,32 +146,52 @@ def read_submission(path, n_images: int | None = None) -> tuple[np.ndarray, np.n
     return np.arange(len(rows), dtype=np.int64), np.stack(rows).reshape(-1, *IMAGE_SHAPE)
 
 
+PUBLIC_FRACTION = 0.25
+PARTITION_SEED = 0
+
+
+def default_partition(n_images: int) -> tuple[np.ndarray, np.ndarray]:
+    """(public_ids, private_ids) for labels given as a plain mask array: a seeded permutation of the ids
+    (`np.random.default_rng(PARTITION_SEED)`), its first round(25 %) public, the rest private, each sorted —
+    the competition's 25 / 75 split, the same for the same number of images."""
+    order = np.random.default_rng(PARTITION_SEED).permutation(n_images)
+    n_public = max(1, int(round(PUBLIC_FRACTION * n_images))) if n_images > 1 else n_images
+    return np.sort(order[:n_public]).astype(np.int64), np.sort(order[n_public:]).astype(np.int64)
+
+
 def load_test_labels(labels_path) -> dict:
-    """Load and validate a labels npz: `test_masks` (N, 64, 128) ints 0..4, `public_ids`/`private_ids` ints in 0..N-1."""
+    """Load and validate hidden test labels: an npz with `test_masks` (N, 64, 128) ints 0..4 and
+    `public_ids`/`private_ids` ints in 0..N-1, or a plain (N, 64, 128) mask array (`.npy`, or an npz holding
+    only `test_masks`), whose public and private parts then come from `default_partition`."""
     labels_path = Path(labels_path)
     if not labels_path.is_file():
         raise SubmissionError(f"labels file {labels_path} does not exist")
     try:
         archive = np.load(labels_path, allow_pickle=False)
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
-        raise SubmissionError(f"labels file {labels_path} is not a readable npz ({error})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise SubmissionError(f"labels file {labels_path} holds one array, not an npz with {', '.join(LABEL_KEYS)}")
-    with archive:
-        missing = [key for key in LABEL_KEYS if key not in archive.files]
-        if missing:
-            raise SubmissionError(
-                f"labels file {labels_path} lacks {', '.join(missing)}; expected an npz with {', '.join(LABEL_KEYS)}")
-        try:
-            labels = {key: archive[key] for key in LABEL_KEYS}
-        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
-            raise SubmissionError(f"labels file {labels_path} is not a readable npz ({error})") from None
+        raise SubmissionError(f"labels file {labels_path} is not a readable .npy or .npz ({error})") from None
+    if isinstance(archive, np.lib.npyio.NpzFile):
+        with archive:
+            files = archive.files
+            wanted = LABEL_KEYS if set(files) != {"test_masks"} else ("test_masks",)
+            missing = [key for key in wanted if key not in files]
+            if missing:
+                raise SubmissionError(f"labels file {labels_path} lacks {', '.join(missing)}; expected an npz with "
+                                      f"{', '.join(LABEL_KEYS)}, or a plain (N, 64, 128) mask array")
+            try:
+                labels = {key: archive[key] for key in wanted}
+            except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+                raise SubmissionError(f"labels file {labels_path} is not a readable npz ({error})") from None
+    else:
+        labels = {"test_masks": archive}
     masks = labels["test_masks"]
     if masks.ndim != 3 or masks.shape[1:] != IMAGE_SHAPE or not np.issubdtype(masks.dtype, np.integer) or not len(masks):
         raise SubmissionError(f"labels file {labels_path}: test_masks has shape {masks.shape} dtype {masks.dtype}; "
                               "expected (N, 64, 128) integers")
     if int(masks.min()) < 0 or int(masks.max()) >= NUM_CLASSES:
         raise SubmissionError(f"labels file {labels_path}: test_masks values outside 0..{NUM_CLASSES - 1}")
+    if "public_ids" not in labels:
+        labels["public_ids"], labels["private_ids"] = default_partition(len(masks))
     for key in ("public_ids", "private_ids"):
         ids = labels[key]
         if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):

@@ -36,7 +36,7 @@ from helpers.dataset import make_dataset
 from helpers.determinism import set_determinism
 from helpers.device import configure, describe_device, multi_worker, strategy
 from helpers.leaderboard import load_test_labels, score_parts
-from helpers.losses import class_weights_from_masks, combined_loss
+from helpers.losses import class_weights_from_masks, combined_loss, term_metrics
 from helpers.metrics import best_constant_score, scores, training_metrics
 from helpers.models import build_model, count_params
 from helpers.optim import make_optimizer
@@ -149,8 +149,8 @@ def build(run_plan: dict, prepared: dict, *, callbacks=(), device: dict | None =
         optimizer, optimizer_callbacks = make_optimizer(
             settings["optimizer"]["name"], lr=settings["optimizer"]["lr"],
             steps_per_epoch=math.ceil(len(x_train) / batch_size), epochs=epochs, **schedule_lengths(epochs))
-        model.compile(optimizer=optimizer, loss=loss, metrics=training_metrics(), run_eagerly=eager,
-                      jit_compile=device["jit_compile"] and not eager)
+        model.compile(optimizer=optimizer, loss=loss, metrics=training_metrics(),
+                      weighted_metrics=term_metrics(loss), run_eagerly=eager, jit_compile=device["jit_compile"] and not eager)
     lr_log = LearningRateLog()
     extra = [lr_log, *optimizer_callbacks, *([DynamicLossWeights(loss)] if loss_settings["dynamic"] else [])]
     return {"model": model, "loss": loss, "train_ds": train_ds, "val_ds": val_ds, "class_weights": class_weights,
@@ -286,8 +286,8 @@ def run(name: str, data: MarsData | None = None, profile="default", seed: int = 
         set_determinism(seed, enabled=run_plan["profile"]["deterministic"])
         device = configure(threads=False, xla=run_plan["profile"]["xla"])
         prepared = prepare_arrays(run_plan["settings"], run_plan["profile"], data, seed)
-        built = build(run_plan, prepared, device=device,
-                      callbacks=[claims.Heartbeat(folder), progress.EpochLine(run_plan["epochs"]), *callbacks])
+        lines = progress.EpochLine(run_plan["epochs"], f"{name} (seed {seed})")
+        built = build(run_plan, prepared, device=device, callbacks=[claims.Heartbeat(folder), lines, *callbacks])
         train_seconds = fit(built, verbose)
         evaluation = evaluate(run_plan, built, prepared, data, save_test_set)
         record = make_record(run_plan, built, prepared, data, train_seconds, evaluation)

@@ -169,3 +169,20 @@ def test_a_gpu_tensorflow_cannot_see_is_said_once(monkeypatch):
     monkeypatch.setattr(device.keras.mixed_precision, "set_global_policy", lambda policy: None)
     with pytest.warns(RuntimeWarning, match="GPU=1"):
         device.configure(threads=False)
+
+
+def test_avx512_bf16_trains_in_bfloat16_only_in_a_one_core_process():
+    one_core = choose_settings({**CPU, "cores": 1, "cpu_avx512_bf16": True})
+    assert one_core["mixed_precision"] == "mixed_bfloat16" and one_core["jit_compile"] is False
+    two_cores = choose_settings({**CPU, "cores": 2, "cpu_avx512_bf16": True})
+    assert two_cores["mixed_precision"] == "float32" and two_cores["jit_compile"] is True
+
+
+def test_pipeline_uses_one_worker_per_core_only_where_one_core_workers_train_in_bfloat16(monkeypatch):
+    from helpers import device, pipeline
+
+    for flags, expected in (({"cpu_avx512_bf16": True}, 6), ({"cpu_amx_bf16": True}, 6), ({}, 1)):
+        monkeypatch.setattr(device, "device_facts", lambda flags=flags: {**CPU, **flags})
+        assert pipeline.default_workers() == expected, flags
+    monkeypatch.setattr(device, "device_facts", lambda: _gpu_facts(H100, H100))
+    assert pipeline.default_workers() == 2

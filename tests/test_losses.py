@@ -267,3 +267,26 @@ def test_model_with_combined_loss_saves_and_reloads_with_current_weights(tmp_pat
     probs = model.predict(x, verbose=0)
     assert float(reloaded.loss(y, probs)) == pytest.approx(float(loss(y, probs)), rel=1e-6)
     assert reloaded.evaluate(x, y, verbose=0) == pytest.approx(float(loss(y, probs)), rel=1e-4)
+
+
+def test_term_metrics_log_each_term_of_the_weighted_sum_and_survive_saving(tmp_path):
+    rng = np.random.default_rng(11)
+    x = rng.random((4, 12, 16, 1)).astype("float32")
+    y = rng.integers(0, 5, (4, 12, 16))
+    pixel_weight = rng.choice([1.0, 3.0], size=(4, 12, 16)).astype("float32")  # like class weights per pixel
+    weights = {"ce": 3.0, "dice": 1.0, "focal": 0.1, "boundary": 0.1}
+    loss = combined_loss(weights, ignore_class=0, options={"boundary": {"max_distance": 4}})
+    assert losses.term_metrics(combined_loss({"ce": 1.0})) == []  # one term: the logged loss is that term
+    model = tiny_model()
+    model.compile(optimizer="adam", loss=loss, weighted_metrics=losses.term_metrics(loss))
+    logs = model.evaluate(x, y, sample_weight=pixel_weight, batch_size=4, verbose=0, return_dict=True)
+    probs = model.predict(x, verbose=0)
+    direct = {name: float(term(y, probs, sample_weight=pixel_weight if name in losses.PIXEL_TERMS else None))
+              for name, term in loss.terms.items()}
+    for name, value in direct.items():
+        assert logs[f"term_{name}"] == pytest.approx(value, rel=1e-5), name
+    assert logs["loss"] == pytest.approx(sum(weights[n] * v for n, v in direct.items()), rel=1e-5)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    again = reloaded.evaluate(x, y, sample_weight=pixel_weight, batch_size=4, verbose=0, return_dict=True)
+    assert again["term_boundary"] == pytest.approx(logs["term_boundary"], rel=1e-5)

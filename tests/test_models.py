@@ -109,8 +109,17 @@ def _block_conv_filters(model):
 def test_width_scales_every_filter_count():
     assert _block_conv_filters(unet(width=0.25)) == [8, 16, 32, 16, 8]
     assert _block_conv_filters(unet(width=0.05)) == [4, 4, 6, 4, 4]  # at least 4; 128 * 0.05 = 6.4 -> 6
-    assert _block_conv_filters(unet(width=0.1, norm="group")) == [8, 8, 16, 8, 8]  # multiples of 8 groups
+    assert _block_conv_filters(unet(width=0.3, norm="group")) == [10, 20, 38, 20, 10]  # multiples of 2 groups
     assert scaled_filters(512, 0.3) == 154 and scaled_filters(20, 0.3, multiple=4) == 8
+
+
+@pytest.mark.parametrize("width", [1.0, 0.5, 0.25])
+def test_group_norm_keeps_the_full_width_channels_per_group_at_every_width(width):
+    model = unet(width=width, norm="group")
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.GroupNormalization)]
+    assert {layer.groups for layer in norms} == {round(8 * width)}
+    first = next(layer for layer in norms if layer.name == "unet_down1_norm1")
+    assert first.input.shape[-1] // first.groups == 4  # 32 channels in 8 groups at full width
 
 
 def test_he_initializer_on_block_and_fusion_convs_only():

@@ -1,4 +1,5 @@
 """The notebook series and the papermill pipeline (smoke profile on a small synthetic set)."""
+import ast
 import json
 import re
 
@@ -6,12 +7,12 @@ import nbformat
 import pytest
 
 from helpers import experiments, pipeline
+from helpers.notebook import PARAMETERS, start
 from helpers.pipeline import NOTEBOOKS_DIR, PipelineError, check_parameters, run_pipeline
 from helpers.records import all_records
 from helpers.submission import read_submission
 
 EXPECTED = ["01_eda_and_aliens", "02_feature_channels", "03_loss_design", "04_optimizers", "05_final_training"]
-PARAMETERS = {"DATA_PATH", "LABELS_PATH", "PROFILE", "SEEDS", "REPORTS_DIR", "FORCE"}
 
 
 def test_notebooks_are_numbered_clean_and_parameterised():
@@ -24,7 +25,10 @@ def test_notebooks_are_numbered_clean_and_parameterised():
         assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} stored with outputs"
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, path.name
-        assert set(papermill.inspect_notebook(str(path))) == PARAMETERS
+        declared = papermill.inspect_notebook(str(path))
+        assert set(declared) == set(PARAMETERS), path.name
+        assert {name: ast.literal_eval(p["default"]) for name, p in declared.items()} == PARAMETERS, f"{path.name}: defaults"
+        assert "start(" in "".join(c.source for c in code) and "**parameters(globals())" in "".join(c.source for c in code)
         assert nb.metadata["kernelspec"]["name"] == pipeline.PROJECT_KERNEL, "JupyterLab would ask for a kernel"
         assert not any("def " in c.source or "class " in c.source for c in code), f"{path.name} defines code: use helpers/"
 
@@ -37,6 +41,8 @@ def test_make_setup_registers_the_kernel_the_notebooks_ask_for():
 
 
 def test_unknown_parameters_and_notebooks_are_refused():
+    with pytest.raises(ValueError, match=r"unknown notebook parameter\(s\) SEED:"):
+        start("01_eda_and_aliens", SEED=3)
     with pytest.raises(PipelineError, match="does not declare parameter"):
         check_parameters(NOTEBOOKS_DIR / f"{EXPECTED[0]}.ipynb", {"PROFILE": "smoke", "IM_SIZE": 64})
     with pytest.raises(PipelineError, match="matches no notebook"):
@@ -60,6 +66,11 @@ def test_whole_pipeline_in_the_smoke_profile(smoke_data, smoke_records, monkeypa
     assert f"[{total}/{total}] " in printed and re.search(r"\[\d+/\d+\] .+ \(seed 0\): (training|reused)", printed)
     assert "ETA" in printed and "epoch 1/1" in printed
     assert list(result["notebooks"]) == EXPECTED
+    assert result["workers"] == pipeline.default_workers()
+    if result["workers"] > 1:  # every run went through the training workers, each of which saw every run
+        workers_log = (out / "workers.log").read_text()
+        assert len(set(re.findall(r"^\[worker (\d+)\] ", workers_log, re.M))) == result["workers"], workers_log[-500:]
+        assert re.search(r"^\[worker \d+\] Network 9 / fixed weights \(seed 0\): (trained|reused)$", workers_log, re.M)
     for name in EXPECTED:
         executed = nbformat.read(out / "executed" / f"{name}.ipynb", as_version=4)
         assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")

@@ -201,7 +201,7 @@ def test_cli_rejects_malformed_files_in_one_line(tmp_path, scored_case, capsys):
     np.savez(float_masks, test_masks=truth.astype(np.float32), public_ids=[0], private_ids=[1])
     cases = [(bad_csv, labels, "error: line 2, pixel column 9: '1.0' is not an integer class id"),
              (short, labels, "5 rows, expected 12"), (submission, no_public, "lacks public_ids"),
-             (submission, not_npz, "not a readable npz"), (submission, bad_ids, "public_ids outside 0..11"),
+             (submission, not_npz, "not a readable .npy or .npz"), (submission, bad_ids, "public_ids outside 0..11"),
              (submission, float_masks, "expected (N, 64, 128) integers"),
              (tmp_path / "missing.csv", labels, "does not exist")]
     for csv_path, labels_path, fragment in cases:
@@ -227,3 +227,32 @@ def test_unknown_part_is_rejected(scored_case):
     _, _, submission, labels = scored_case
     with pytest.raises(SubmissionError, match="part 'test' is unknown"):
         score_submission(submission, labels, part="test")
+
+
+def test_plain_mask_array_is_accepted_as_labels_with_a_seeded_25_75_partition(tmp_path):
+    from helpers.submission import default_partition, load_test_labels
+
+    truth = _random_masks(12)
+    np.save(tmp_path / "masks.npy", truth)
+    labels = load_test_labels(tmp_path / "masks.npy")
+    np.testing.assert_array_equal(labels["test_masks"], truth)
+    public, private = labels["public_ids"], labels["private_ids"]
+    assert len(public) == 3 and len(private) == 9  # round(25 % of 12)
+    assert sorted(np.concatenate([public, private]).tolist()) == list(range(12))
+    again = default_partition(12)
+    np.testing.assert_array_equal(public, again[0])  # seeded: the same ids every time
+    np.savez(tmp_path / "only_masks.npz", test_masks=truth)
+    np.testing.assert_array_equal(load_test_labels(tmp_path / "only_masks.npz")["public_ids"], public)
+
+
+def test_labels_are_checked_when_the_data_is_loaded(tmp_path, competition_file):
+    from helpers.data import DataError, load_mars
+
+    np.save(tmp_path / "good.npy", _random_masks(12))  # the fixture's file has 12 test images
+    assert load_mars(competition_file, tmp_path / "good.npy").source.labels_path.endswith("good.npy")
+    np.save(tmp_path / "short.npy", _random_masks(5))
+    with pytest.raises(DataError, match="5 test masks for 12 test images"):
+        load_mars(competition_file, tmp_path / "short.npy")
+    np.save(tmp_path / "floats.npy", _random_masks(12).astype(np.float32))
+    with pytest.raises(DataError, match="expected \\(N, 64, 128\\) integers"):
+        load_mars(competition_file, tmp_path / "floats.npy")
