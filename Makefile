@@ -17,11 +17,13 @@ help:  ## this list
 setup: $(STAMP)  ## the .venv with the pinned packages and the notebooks' kernel (GPU=1: CUDA wheels)
 
 # The virtual environment, rebuilt whenever the pins change; the project kernel for JupyterLab/papermill.
+# `helpers` becomes importable through a .pth file naming this folder (what an editable install does, without
+# setuptools' build warnings).
 $(STAMP): requirements.txt requirements-gpu.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -c "import pathlib, site; pathlib.Path(site.getsitepackages()[0], 'mars-study.pth').write_text('$(CURDIR)\n')"
 	$(PY) -m ipykernel install --sys-prefix --name mars-study --display-name "Python (mars-study)" >/dev/null
 	touch $(STAMP)
 

@@ -139,7 +139,7 @@ def describe_device() -> str:
 def cpu_bfloat16_pays(facts: dict) -> bool:
     """Whether oneDNN's bfloat16 kernels beat float32 + XLA on this CPU process (docs/performance.md): with AMX
     tiles always; with AVX512-BF16 only in a one-core process, since those kernels gain nothing from a second
-    core while XLA's float32 code does (2.0x per core, 0.8x on two cores, measured on an AMD EPYC)."""
+    core while XLA's float32 code does."""
     return facts["device_type"] == "cpu" and bool(
         facts.get("cpu_amx_bf16") or (facts.get("cpu_avx512_bf16") and facts.get("cores") == 1))
 

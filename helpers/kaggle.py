@@ -313,10 +313,16 @@ def build_notebook(profile: str = "full", seed: int = 0):
     return notebook
 
 
+MACHINE_SHAPE = "NvidiaTeslaT4"  # Kaggle's "GPU T4 x2"; without it a push lands on the default P100
+IMAGE_PINNING = "latest"  # run on Kaggle's newest environment, not the one the kernel was first created with
+
+
 def kernel_metadata(user: str = PLACEHOLDER_USER) -> dict:
-    """`kernel-metadata.json` for `kaggle kernels push`: private GPU notebook on the competition's data."""
+    """`kernel-metadata.json` for `kaggle kernels push`: private notebook on two T4 GPUs and the newest image,
+    internet off, the competition's data attached."""
     return {"id": f"{_check_user(user)}/{SLUG}", "title": TITLE, "code_file": f"{SLUG}.ipynb",
             "language": "python", "kernel_type": "notebook", "is_private": True, "enable_gpu": True,
+            "machine_shape": MACHINE_SHAPE, "docker_image_pinning_type": IMAGE_PINNING,
             "enable_internet": False, "competition_sources": [COMPETITION], "dataset_sources": [],
             "kernel_sources": []}
 

@@ -12,7 +12,7 @@ rerun reuses them) and exits non-zero. `make table1` is this with the default pr
 With `workers` > 1 (default: one per CPU core on a machine without GPUs, one per GPU otherwise) every run is
 trained first by that many `python -m helpers.train --all` processes, one core (or GPU) each, sharing the runs
 through their claims (`helpers.claims`); the notebooks then reuse the records. Where one-core workers train in
-bfloat16 (`default_workers`), two of them train twice the images per second of one two-core process
+bfloat16 (`default_workers`), they train more images per second than one process on every core
 (docs/performance.md).
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ import os
 import sys
 import threading
 import time
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def _environment(updates: dict):
 def default_workers() -> int:
     """One worker per GPU; on a CPU machine one per core where a one-core worker trains in bfloat16
     (`helpers.device.cpu_bfloat16_pays`: those kernels do not use a second core), else 1 (float32 + XLA uses
-    every core: two one-core workers measured 0.8x one two-core process)."""
+    every core, so one-core workers would lose; docs/performance.md)."""
     from helpers.device import cpu_bfloat16_pays, device_facts
 
     facts = device_facts()
@@ -182,7 +183,9 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
     if only:
         workers = 1  # some notebooks: they train what they need themselves
     elif workers is None:
-        with _environment({} if verbose else {"TF_CPP_MIN_LOG_LEVEL": "3"}):  # TensorFlow's start-up lines
+        from helpers import held_stderr
+
+        with contextlib.nullcontext() if verbose else held_stderr():  # CUDA probing lines (cuInit on CPU machines)
             workers = default_workers()
     if workers < 1:
         raise PipelineError(f"--workers must be at least 1, got {workers}")

@@ -23,10 +23,10 @@ def _log() -> Path | None:
     return Path(path) if path else None
 
 
-def say(line: str) -> None:
-    """Print `line` and append it to the progress log, if one is set."""
+def say(line: str, log: bool = True) -> None:
+    """Print `line` and (with `log`) append it to the progress log, if one is set."""
     print(line, flush=True)
-    if (path := _log()) is not None:
+    if log and (path := _log()) is not None:
         with path.open("a") as handle:
             handle.write(line + "\n")
 
@@ -49,16 +49,18 @@ def eta(lines: list[str], total: int, started: float | None, workers: int = 1) -
 
 
 def announce(name: str, seed: int, state: str) -> None:
-    """'[7/24] Network 6 (seed 0): training — elapsed …, ETA …' (the place only under the pipeline)."""
+    """'[7/24] Network 6 (seed 0): training — elapsed …, ETA …' (the place only under the pipeline). A run the log
+    already announced (trained by another worker, or before the notebooks) is printed but not logged again."""
     path, total = _log(), int(os.environ.get("MARS_PROGRESS_TOTAL", "0") or 0)
     lines = path.read_text().splitlines() if path is not None and path.exists() else []
     seen = {(m.group(3), m.group(4)) for m in map(START.match, lines) if m}
+    again = (name, str(seed)) in seen and state.startswith("reused")
     place = len(seen | {(name, str(seed))})
     started = float(os.environ["MARS_PROGRESS_STARTED"]) if os.environ.get("MARS_PROGRESS_STARTED") else None
     workers = int(os.environ.get("MARS_PROGRESS_WORKERS", "1") or 1)
     head = f"[{place}/{total}] " if total else "[run] "
     note = eta(lines, total, started, workers)
-    say(f"{head}{name} (seed {seed}): {state}" + (f" — {note}" if note else ""))
+    say(f"{head}{name} (seed {seed}): {state}" + (f" — {note}" if note else ""), log=not again)
 
 
 def finished(name: str, seed: int, seconds: float, record: dict) -> None:

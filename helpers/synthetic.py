@@ -32,10 +32,8 @@ Measured on the full default (seed 0; 2505 clean training images), real figures 
   |4-neighbour Laplacian| is 12.4 soil, 18.0 bedrock, 11.5 sand, 29.6 big rock.
   The 10022 test masks: pixel share 24.3 / 33.6 / 23.9 / 18.1 / 0.14 %, big rock in 2.8 % of images,
   1.35 labelled classes per image, 28 background only (7 per 2505, as in training).
-Generating and writing the full default takes ~37 s on the project's 2-core machine (single-threaded,
-~3 ms per image; measured while other jobs shared it). `measure()` and `--stats` give these figures.
-
-Writing: see `write()` for the measured sizes and times behind the file formats.
+`measure()` and `--stats` give these figures. Generation times and the file-format measurements behind
+`write()` are in docs/performance.md ("Synthetic data").
 """
 from __future__ import annotations
 
@@ -597,7 +595,7 @@ def _render_set(seed: int, tag: int, n: int, alien_positions=()) -> tuple[np.nda
 @contextmanager
 def _opencv_threads(count: int):
     """Run OpenCV single-threaded, then restore its setting: its thread pool only adds overhead to
-    calls on 64x128 images (measured: ~1.25x more CPU time for the same output)."""
+    calls on 64x128 images (docs/performance.md)."""
     before = cv2.getNumThreads()
     cv2.setNumThreads(count)
     try:
@@ -697,10 +695,8 @@ def write(out_path, n_train: int = N_TRAIN_REAL, n_test: int = N_TEST_REAL, seed
     temporary names, then moved into place with `os.replace`, data file last: an interrupted write
     leaves the previous files (or none), never a half-written one.
 
-    Compression chosen by measurement at full size on the 2-core machine. Data file plain `np.savez`:
-    425 MB written in 0.3 s and loaded in 0.8 s, against 84 MB in 10.7 s and 1.7 s compressed; it is
-    read on every run and data/ is git-ignored, so speed wins. Labels file compressed: 1.4 MB written
-    in 0.8 s instead of 82 MB (masks compress 60-fold), read in 0.3 s instead of 0.2 s.
+    Data file plain `np.savez` (read on every run, and data/ is git-ignored: load speed wins over size), labels
+    file compressed (masks compress well); the measurements behind this are in docs/performance.md.
     """
     out_path = Path(out_path)
     if out_path.suffix != ".npz":

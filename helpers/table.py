@@ -250,6 +250,20 @@ def build_rows(chosen: dict) -> list[dict]:
     return rows
 
 
+def _most_at_once(records: list[dict]) -> int:
+    """The most runs that trained at the same moment (from each record's finish time and training seconds)."""
+    events = []
+    for r in records:
+        if r.get("finished_epoch") and r.get("training", {}).get("seconds"):
+            end = r["finished_epoch"] - r.get("eval_seconds", 0.0)
+            events += [(end - r["training"]["seconds"], 1), (end, -1)]
+    running = most = 0
+    for _, step in sorted(events):  # at equal times an end (-1) comes before a start (+1)
+        running += step
+        most = max(most, running)
+    return max(1, most)
+
+
 def _source_lines(chosen: dict, profile: str) -> list[str]:
     records = [r for by_seed in chosen.values() for r in by_seed.values()]
     if not records:
@@ -267,7 +281,11 @@ def _source_lines(chosen: dict, profile: str) -> list[str]:
                  "train/val/test capped at {max_train}/{max_val}/{max_test} images, leaderboard scored on "
                  "{test_set_limit} test images (None = all).".format(**prof))
     devices = sorted({r.get("device_name", "?") for r in records})
-    lines.append(f"Device(s): {'; '.join(devices)}. Seeds per row: mean ± sample std when more than one.")
+    policies = sorted({r.get("device", {}).get("mixed_precision", "?") for r in records})
+    side_by_side = _most_at_once(records)
+    lines.append(f"Device(s): {'; '.join(devices)}; precision {', '.join(policies)}"
+                 + (f"; trained by {side_by_side} processes side by side" if side_by_side > 1 else "")
+                 + ". Seeds per row: mean ± sample std when more than one.")
     return lines
 
 

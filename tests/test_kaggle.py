@@ -39,8 +39,9 @@ def test_metadata_names_the_competition_and_the_kernel_file(bundled):
     assert metadata == {
         "id": "jane-doe/mars-terrain-final-model", "title": "Mars Terrain Final Model",
         "code_file": "mars-terrain-final-model.ipynb", "language": "python", "kernel_type": "notebook",
-        "is_private": True, "enable_gpu": True, "enable_internet": False,
-        "competition_sources": ["an-2-dl-2024-2025-homework-2"], "dataset_sources": [], "kernel_sources": []}
+        "is_private": True, "enable_gpu": True, "machine_shape": "NvidiaTeslaT4", "docker_image_pinning_type": "latest",
+        "enable_internet": False, "competition_sources": ["an-2-dl-2024-2025-homework-2"], "dataset_sources": [],
+        "kernel_sources": []}
     assert bundled["notebook"] == bundled["metadata"].parent / metadata["code_file"]
     assert metadata["id"].split("/")[1] == metadata["title"].lower().replace(" ", "-")  # Kaggle's slug rule
 

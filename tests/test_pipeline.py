@@ -108,3 +108,11 @@ def test_a_failing_notebook_is_named_and_records_are_kept(tmp_path, monkeypatch,
         pipeline.execute(folder / "01_broken.ipynb", out / "executed.ipynb", params)
     assert (out / "runs" / "kept" / "record.json").exists()
     assert pipeline.main(["--profile", "smoke", "--data", smoke_data.source.path, "--out", str(out)]) == 1
+
+
+def test_failing_training_workers_stop_the_pipeline_with_one_line(tmp_path, competition_file):
+    with pytest.raises(PipelineError, match=r"training workers failed \(exit 2\): error: unknown profile 'nope'.*"
+                                            r"a rerun reuses them") as caught:
+        pipeline.pretrain(2, profile="nope", data=str(competition_file), labels=None, seeds=1, force=False,
+                          log=tmp_path / "workers.log")
+    assert "\n" not in str(caught.value)

@@ -126,3 +126,14 @@ def test_records_of_older_code_are_flagged_and_today_s_win():
     assert table.STALE not in table.flags(chosen)["Baseline"]
     alone = table.select_records([old], profile="smoke", fingerprint=None, seeds=None)
     assert table.STALE in table.flags(alone)["Baseline"]
+
+
+def test_the_header_says_how_many_runs_trained_side_by_side():
+    from helpers.table import _most_at_once
+
+    def run(start, seconds):
+        return {"finished_epoch": start + seconds + 5.0, "eval_seconds": 5.0, "training": {"seconds": seconds}}
+
+    assert _most_at_once([run(0, 10), run(10, 10), run(20, 10)]) == 1  # one after the other (notebook kernels)
+    assert _most_at_once([run(0, 10), run(2, 10), run(12, 10), run(13, 3)]) == 2  # two workers
+    assert _most_at_once([]) == 1
