@@ -93,11 +93,7 @@ class Context:
 
         row_flags = flags(records)
 
-        def mean(runs, *path):
-            values = [_dig(run, path) for run in runs]
-            values = [float(v) for v in values if v is not None]
-            return float(sum(values) / len(values)) if values else None
-
+        mean = _mean_over_seeds
         results = {name: {"seeds": [{"seed": run["seed"], "test": run["test"], "leaderboard": run.get("leaderboard")}
                                     for run in runs],
                           "mean": {"test_competition_miou": mean(runs, "test", "competition_miou"),
@@ -152,10 +148,15 @@ def _dig(node, path):
     return node
 
 
+def _mean_over_seeds(runs: list[dict], *path) -> float | None:
+    """Mean of the value at `path` over the runs that have one; None when none has."""
+    values = [float(v) for v in (_dig(run, path) for run in runs) if v is not None]
+    return sum(values) / len(values) if values else None
+
+
 def summary(records: dict):
     """A DataFrame with one row per entry: scores (mean over seeds, %), parameters, epochs, time and the
     `helpers.table.flags` ("did not learn", "identical predictions to …"; empty = every check passed)."""
-    import numpy as np
     import pandas as pd
 
     from helpers.table import flags
@@ -163,8 +164,8 @@ def summary(records: dict):
     row_flags = flags(records)
 
     def mean(runs, *path):
-        values = [100 * float(v) for v in (_dig(run, path) for run in runs) if v is not None]
-        return round(float(np.mean(values)), 2) if values else None
+        value = _mean_over_seeds(runs, *path)
+        return None if value is None else round(100 * value, 2)
 
     rows = []
     for name, runs in records.items():
