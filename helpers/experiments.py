@@ -77,7 +77,8 @@ ENTRIES = [
                 "softmax (the original's fusion); Network 3's optimizer (no schedule)."},
     {"name": "Network 7", "reported": {"test": 49.08, "kaggle": 48.267}, "parents": ["Network 6"], "delta": {"model": {"norm": "group"}},
      "report": "Network 7 implements adaptive normalization. It failed on performance metrics and was abandoned.",
-     "reading": "Network 6 with BatchNorm replaced by GroupNorm (8 groups), as the original did; the "
+     "reading": "Network 6 with BatchNorm replaced by GroupNorm, as the original did: 8 groups at full "
+                "width, the same channels per group at narrower widths (helpers.models.group_norm_groups); the "
                 "λ·x + μ·BN(x) adaptive form is available as norm='adaptive'."},
     {"name": "Network 8", "reported": {"test": 49.04, "kaggle": 50.731}, "parents": ["Network 6"],
      "delta": {"model": {"kind": "global_local", "fusion": "concat"}},

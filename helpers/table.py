@@ -279,7 +279,8 @@ def _source_lines(chosen: dict, profile: str) -> list[str]:
     lines.append("Profile `{name}`: width ×{width}, batch {batch_size}, {epochs} epochs per row unless the entry "
                  "scales it (Network 10: ×2), early-stopping patience {patience} for constant-rate optimizers, "
                  "train/val/test capped at {max_train}/{max_val}/{max_test} images, leaderboard scored on "
-                 "{test_set_limit} test images (None = all).".format(**prof))
+                 "{test_set_limit} test images (None = all).".format(**prof)
+                 + (f" {prof['budget_note']}" if prof.get("budget_note") else ""))
     devices = sorted({r.get("device_name", "?") for r in records})
     policies = sorted({r.get("device", {}).get("mixed_precision", "?") for r in records})
     side_by_side = _most_at_once(records)
