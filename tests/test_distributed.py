@@ -37,9 +37,11 @@ with strategy.scope():
     loss = combined_loss(json.loads(sys.argv[4]) if len(sys.argv) > 4 else FINAL_MIX, ignore_class=0)
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss,  # Adam's first step is ±lr for any tiny gradient
                   jit_compile=False)  # XLA fails under MirroredStrategy (helpers.device turns it off there)
+model.build((None, 64, 128, 1))
+initial = [v.numpy().tolist() for v in model.weights]
 history = model.fit(tf.data.Dataset.from_tensor_slices((x, y, w)).batch(8), epochs=1, verbose=0)
 weights = [v.numpy().tolist() for v in model.weights]
-print(json.dumps({"loss": history.history["loss"][0], "weights": weights}))
+print(json.dumps({"loss": history.history["loss"][0], "initial": initial, "weights": weights}))
 """
 
 
@@ -56,14 +58,19 @@ def _max_difference(a, b):
     return max(float(np.max(np.abs(np.asarray(u) - np.asarray(v)))) for u, v in zip(a, b))
 
 
-@pytest.mark.parametrize("norm, tolerance", [("group", 1e-6), ("batch", 2e-4)])
+@pytest.mark.parametrize("norm, tolerance", [("group", 1e-3), ("batch", 1e-2)])
 def test_one_step_on_two_replicas_equals_one_device(norm, tolerance):
-    """Every loss term reduces to the one-device value (GroupNorm: equal to float rounding). Synchronized
-    BatchNorm is Keras's, which computes the variance as E[x^2] - E[x]^2 in float32 and so drifts by
-    ~1e-4 after one step; per-replica statistics would differ by far more."""
+    """Every loss term reduces to the one-device value: the two weight updates differ by float rounding only,
+    measured relative to the update itself (a sum over 65k pixels split two ways differs in its last bits,
+    and SGD scales that by the learning rate). GroupNorm stays within 1e-3 of the step; synchronized
+    BatchNorm is Keras's, which computes the variance as E[x^2] - E[x]^2 in float32 and drifts more. Per-replica
+    loss normalization or BatchNorm statistics would differ by a sizeable part of the step."""
     one, two = _run(ONE_STEP, "1", "plain", norm), _run(ONE_STEP, "2", "plain", norm)
+    assert one["initial"] == two["initial"]  # same seed, same start: the difference is the update's
     assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
-    assert _max_difference(one["weights"], two["weights"]) < tolerance
+    step = _max_difference(one["weights"], one["initial"])
+    assert step > 0
+    assert _max_difference(one["weights"], two["weights"]) < tolerance * step
 
 
 WORKER = """
