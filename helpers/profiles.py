@@ -4,10 +4,10 @@
   models; it checks the machinery, its numbers mean nothing.
 - `default`: the main job (`make table1`) — the whole Table 1 and the notebooks' ablations on 2 CPU cores:
   quarter-width models, every row on its whole training split, batch 32, a fixed budget of `epochs` epochs
-  for every row, cut below what the learning curves ask to fit 2 CPU cores in 2 hours (`budget_note`, which
-  the table prints) (rows a notebook compares get the same budget; Network 10's "longer training" doubles
-  it, as the report says). The budget comes from measured learning curves (`python -m
-  benchmarks.learning_curves`, docs/training.md).
+  for every row (rows a notebook compares get the same budget; Network 10's "longer training" doubles it, as
+  the report says). Measured learning curves (`python -m benchmarks.learning_curves`, docs/training.md) set
+  what the budget should be; where it is cut to fit 2 CPU cores in 2 hours, `budget_note` says so in the
+  table's header.
 - `full`: the report's settings — full data and width, batch 64, up to 120 epochs with early stopping
   (patience 30) on the validation competition mIoU. Meant for a GPU or a Kaggle kernel.
 
@@ -32,10 +32,10 @@ PROFILES = {
     "default": {"width": 0.25, "batch_size": 32, "epochs": 6, "patience": 6, "max_train": None, "max_val": None,
                 "max_test": None, "test_set_limit": 1024, "blend_attempts": 5,
                 "deterministic": False, "run_eagerly": False, "xla": "auto",
-                "budget_note": "Every row got 6 epochs, fewer than the 8 that the learning-curve rule asks "
-                               "(docs/training.md): at 8 the training alone took 116 min on 2 CPU cores, too close "
-                               "to the 2-hour limit. Rows still rising at their last epoch are under-trained "
-                               "alike; the order among the slow-learning dual nets is the least settled."},
+                "budget_note": "That is fewer epochs than the 8 the learning-curve rule asks (docs/training.md), "
+                               "to keep the whole run on 2 CPU cores under the 2-hour limit: rows still rising at "
+                               "their last epoch are under-trained alike, and the order among the slow-learning "
+                               "dual nets is the least settled."},
     "full": {"width": 1.0, "batch_size": 64, "epochs": 120, "patience": 30, "max_train": None, "max_val": None,
              "max_test": None, "test_set_limit": None, "blend_attempts": 25,
              "deterministic": False, "run_eagerly": False, "xla": "auto", "budget_note": None},

@@ -37,7 +37,6 @@ with strategy.scope():
     loss = combined_loss(json.loads(sys.argv[4]) if len(sys.argv) > 4 else FINAL_MIX, ignore_class=0)
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss,  # Adam's first step is ±lr for any tiny gradient
                   jit_compile=False)  # XLA fails under MirroredStrategy (helpers.device turns it off there)
-model.build((None, 64, 128, 1))
 initial = [v.numpy().tolist() for v in model.weights]
 history = model.fit(tf.data.Dataset.from_tensor_slices((x, y, w)).batch(8), epochs=1, verbose=0)
 weights = [v.numpy().tolist() for v in model.weights]
