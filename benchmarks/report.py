@@ -41,7 +41,8 @@ def _training(results: dict) -> str:
                   f"{runs['ours']['per_second'] * step_flops / 1e9:.0f} GFLOP/s.")
         for way in runs:
             if way.startswith("ours_"):
-                line += (f" The other dtype/XLA choice ({way[5:].replace('_', ' + ')}): "
+                line += (f" Ours with {runs[way].get('label', way[5:])} ({runs[way]['mixed_precision']}, XLA "
+                         f"{'on' if runs[way]['jit_compile'] else 'off'}): "
                          f"{runs['ours']['per_second'] / runs[way]['per_second']:.2f}× slower than ours.")
         notes.append(line)
     training = results["training"]

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from benchmarks import flops, prediction, report, timing, training
 from benchmarks.smoke_pipeline import smoke_pipeline_seconds
-from helpers import synthetic
+from helpers import dataset, synthetic
 from helpers.device import configure
 from helpers.experiments import resolve
 from helpers.models import build_model
@@ -57,7 +57,8 @@ def _training_data(n: int):
 
 def _benchmark_training(sizes, settings, results, device):
     """Each entry of `sizes["train"]` at the default profile's width: ours, peer, and for the Baseline ours with
-    the other dtype/XLA choice (float32 + XLA where the device picked bfloat16, else without XLA)."""
+    the other dtype/XLA choice (float32 + XLA where the device picked bfloat16, else without XLA) and with
+    tf.data's autotuner on (`helpers.dataset.TF_DATA_AUTOTUNE`)."""
     results["training"] = {}
     for name, size in sizes["train"].items():
         images, masks = _training_data(size["images"])
@@ -68,9 +69,16 @@ def _benchmark_training(sizes, settings, results, device):
             other = ({**settings, "mixed_precision": "float32", "jit_compile": True} if policy != "float32"
                      else {**settings, "jit_compile": not settings["jit_compile"]})
             keras.mixed_precision.set_global_policy(other["mixed_precision"])
-            runs["ours_" + ("float32_xla" if policy != "float32" else "other_xla")] = training.ours(
-                name, images, masks, device=other, **kwargs)
+            runs["ours_" + ("float32_xla" if policy != "float32" else "other_xla")] = {
+                **training.ours(name, images, masks, device=other, **kwargs),
+                "label": "the other dtype/XLA choice"}
             keras.mixed_precision.set_global_policy(policy)
+            dataset.TF_DATA_AUTOTUNE = True
+            try:
+                runs["ours_autotune"] = {**training.ours(name, images, masks, device=settings, **kwargs),
+                                         "label": "tf.data's autotuner on"}
+            finally:
+                dataset.TF_DATA_AUTOTUNE = False
         runs["peer"] = training.peer(name, images, masks, **kwargs)
         results["training"][name] = runs
         for way, run in runs.items():

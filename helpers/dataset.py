@@ -1,7 +1,10 @@
 """The input pipeline every training run feeds to `model.fit`: arrays in, `tf.data.Dataset` out.
 
 Built the keras.io way: `from_tensor_slices` → cache → shuffle (seeded, reshuffled every epoch) →
-batch → one batched `map` (augmentation, then per-pixel sample weights) with AUTOTUNE → prefetch.
+batch → one batched `map` (augmentation, then per-pixel sample weights) → prefetch, but with tf.data's
+autotuner off (`TF_DATA_AUTOTUNE`): on these small pipelines it left the training step waiting for input
+for up to half of some epochs, on one core and on two (docs/performance.md); with it off, the parallel
+map and prefetch keep tf.data's fixed start-up values.
 Keras cannot take `class_weight` for (B, H, W) targets, so class weights become a per-pixel
 `sample_weight = class_weights[y]`, computed after augmentation so the weights follow the moved mask.
 
@@ -14,6 +17,14 @@ import tensorflow as tf
 from helpers.constants import IMAGE_SHAPE, NUM_CLASSES
 
 AUTOTUNE = tf.data.AUTOTUNE
+TF_DATA_AUTOTUNE = False
+"""Default for the `autotune` argument of the dataset builders; `benchmarks.run` measures both ways."""
+
+
+def _with_autotune(dataset: tf.data.Dataset, autotune: bool | None) -> tf.data.Dataset:
+    options = tf.data.Options()
+    options.autotune.enabled = TF_DATA_AUTOTUNE if autotune is None else bool(autotune)
+    return dataset.with_options(options)
 
 
 def validate_images(images) -> np.ndarray:
@@ -100,6 +111,7 @@ def make_dataset(
     seed: int = 0,
     cache: bool = True,
     drop_remainder: bool = False,
+    autotune: bool | None = None,
 ) -> tf.data.Dataset:
     """Training/evaluation dataset yielding `(x, y, sample_weight)` batches.
 
@@ -107,7 +119,7 @@ def make_dataset(
     `class_weights[y]` after augmentation (all ones when `class_weights` is None).
     `shuffle` reshuffles every epoch in a sequence fixed by `seed`. `augment` is a function
     `(x, y) -> (x, y)` on batched tensors, e.g. `helpers.augment.geometric_augmenter(...)`; give it
-    to the training split only.
+    to the training split only. `autotune` turns tf.data's autotuner on or off (None: `TF_DATA_AUTOTUNE`).
     """
     images, masks = validate_images_and_masks(images, masks)
     batch_size = _validate_batch_size(batch_size)
@@ -132,12 +144,12 @@ def make_dataset(
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(prepare, num_parallel_calls=AUTOTUNE)
-    return dataset.prefetch(AUTOTUNE)
+    return _with_autotune(dataset.prefetch(AUTOTUNE), autotune)
 
 
-def make_predict_dataset(images, batch_size: int) -> tf.data.Dataset:
+def make_predict_dataset(images, batch_size: int, autotune: bool | None = None) -> tf.data.Dataset:
     """Inference dataset yielding x batches (B, 64, 128, 1) float32 in the input order."""
     images = validate_images(images)
     batch_size = _validate_batch_size(batch_size)
     dataset = tf.data.Dataset.from_tensor_slices(images[..., None])
-    return dataset.batch(batch_size).prefetch(AUTOTUNE)
+    return _with_autotune(dataset.batch(batch_size).prefetch(AUTOTUNE), autotune)

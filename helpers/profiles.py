@@ -29,13 +29,9 @@ PROFILES = {
     "smoke": {"width": 0.125, "batch_size": 8, "epochs": 1, "patience": 1, "max_train": 24, "max_val": 8,
               "max_test": 8, "test_set_limit": 16, "blend_attempts": 2,
               "deterministic": True, "run_eagerly": True, "xla": False, "budget_note": None},
-    "default": {"width": 0.25, "batch_size": 32, "epochs": 6, "patience": 6, "max_train": None, "max_val": None,
+    "default": {"width": 0.25, "batch_size": 32, "epochs": 8, "patience": 8, "max_train": None, "max_val": None,
                 "max_test": None, "test_set_limit": 1024, "blend_attempts": 5,
-                "deterministic": False, "run_eagerly": False, "xla": "auto",
-                "budget_note": "That is fewer epochs than the 8 the learning-curve rule asks (docs/training.md), "
-                               "to keep the whole run on 2 CPU cores under the 2-hour limit: rows still rising at "
-                               "their last epoch are under-trained alike, and the order among the slow-learning "
-                               "dual nets is the least settled."},
+                "deterministic": False, "run_eagerly": False, "xla": "auto", "budget_note": None},
     "full": {"width": 1.0, "batch_size": 64, "epochs": 120, "patience": 30, "max_train": None, "max_val": None,
              "max_test": None, "test_set_limit": None, "blend_attempts": 25,
              "deterministic": False, "run_eagerly": False, "xla": "auto", "budget_note": None},

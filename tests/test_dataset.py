@@ -173,3 +173,10 @@ def test_determinism_gives_bit_identical_training_across_processes():
     # too late to fix the thread count: a warning naming the fix, and False
     assert late[0] == "IN_FORCE False"
     assert late[1].startswith("WARNING") and "before any TensorFlow op" in late[1]
+
+
+def test_datasets_run_without_the_tf_data_autotuner_unless_asked():
+    images, masks = indexed_data(4)
+    assert make_dataset(images, masks, batch_size=2).options().autotune.enabled is False
+    assert make_predict_dataset(images, batch_size=2).options().autotune.enabled is False
+    assert make_dataset(images, masks, batch_size=2, autotune=True).options().autotune.enabled is True
