@@ -6,13 +6,19 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= default
 
 GPU ?=
+KAGGLE_USER ?=
+# Kaggle's image runs Python 3.12: the first python3.12 that really runs (a pyenv shim may only point elsewhere).
+KAGGLE_PYTHON ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12); do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && echo $$p && break; done)
+KAGGLE_VENV := .venv-kaggle
+KAGGLE_STAMP := $(KAGGLE_VENV)/.installed
 REQUIREMENTS := $(if $(GPU),requirements-gpu.txt,requirements.txt)
 
-.PHONY: help setup test table1 bench kernel clean-venv
+.PHONY: help setup test table1 bench kernel kaggle-check clean-venv
 
 help:  ## this list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-12s %s\n", $$1, $$2}'
-	@echo "  variables: PROFILE=smoke|default|full (table1), GPU=1 (setup: tensorflow[and-cuda])"
+	@echo "  variables: PROFILE=smoke|default|full (table1), GPU=1 (setup: tensorflow[and-cuda]), KAGGLE_USER=name (kernel)"
 
 setup: $(STAMP)  ## the .venv with the pinned packages and the notebooks' kernel (GPU=1: CUDA wheels)
 
@@ -38,8 +44,19 @@ bench: $(STAMP)  ## speed figures of this machine into reports/bench.md
 	$(PY) -m benchmarks.run
 
 # The self-contained Kaggle kernel (dist/kaggle/): see README, "Submit on Kaggle".
-kernel: $(STAMP)  ## the Kaggle kernel bundle in dist/kaggle/
-	$(PY) -m helpers.kaggle bundle
+kernel: $(STAMP)  ## the Kaggle kernel bundle in dist/kaggle/ (KAGGLE_USER=you names it)
+	$(PY) -m helpers.kaggle bundle $(if $(KAGGLE_USER),--user $(KAGGLE_USER))
 
-clean-venv:  ## delete .venv
-	rm -rf $(VENV)
+# A second venv with Kaggle's versions (requirements-kaggle.txt); the smoke kernel runs headless in it.
+$(KAGGLE_STAMP): requirements-kaggle.txt
+	@test -n "$(KAGGLE_PYTHON)" || { echo "make kaggle-check needs Python 3.12, as on Kaggle: install it (e.g. pyenv install 3.12) or pass KAGGLE_PYTHON=/path/to/python3.12"; exit 2; }
+	$(KAGGLE_PYTHON) -m venv $(KAGGLE_VENV)
+	$(KAGGLE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(KAGGLE_VENV)/bin/python -m pip install --quiet -r requirements-kaggle.txt
+	touch $(KAGGLE_STAMP)
+
+kaggle-check: $(KAGGLE_STAMP)  ## the kernel on Kaggle's versions (Python 3.12, TF 2.20): reports/kaggle_check.json
+	$(KAGGLE_VENV)/bin/python -m helpers.kaggle check
+
+clean-venv:  ## delete .venv and .venv-kaggle
+	rm -rf $(VENV) $(KAGGLE_VENV)

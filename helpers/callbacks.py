@@ -1,4 +1,4 @@
-"""Training callbacks: dynamic loss weights, a loud stop on NaN, and the standard set for every run.
+"""Training callbacks: dynamic loss weights, a loud stop on NaN, a time budget, and the standard set for every run.
 
 `training_callbacks(run_dir)` gives the set each run uses: early stopping on the validation
 competition mIoU (restoring the best weights), a CSV log, resumption after an interruption
@@ -6,6 +6,7 @@ competition mIoU (restoring the best weights), a CSV log, resumption after an in
 `DynamicLossWeights`) go in `extra`, so they run before the CSV logger and History records them.
 """
 import math
+import time
 import warnings
 from pathlib import Path
 
@@ -131,6 +132,46 @@ class StopOnNaN(keras.callbacks.Callback):
         if self.raise_error:
             raise FloatingPointError(self.message)
         warnings.warn(self.message, RuntimeWarning, stacklevel=2)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training before a wall-clock budget runs out, so the run still restores its best epoch and predicts.
+
+    Keras has no such callback. It stops at an epoch's end when the next epoch, as long as the longest so far,
+    would overrun `seconds` (counted from the start of training), and after any batch once the budget is spent.
+    `EarlyStopping(restore_best_weights=True)` then restores the best epoch at the end of training as usual.
+    `stopped` and `stopped_after_epoch` (1-based) say whether and where it cut the run; `clock` is for tests.
+    """
+
+    def __init__(self, seconds: float, clock=time.monotonic):
+        super().__init__()
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+            raise ValueError(f"the time budget must be a positive number of seconds, got {seconds!r}")
+        self.seconds, self.clock = float(seconds), clock
+        self.stopped, self.stopped_after_epoch = False, None
+
+    def on_train_begin(self, logs=None):
+        self.started = self._epoch_started = self.clock()
+        self.longest_epoch = 0.0
+        self.stopped, self.stopped_after_epoch = False, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._epoch_started = epoch, self.clock()
+
+    def _stop(self, epoch):
+        self.model.stop_training = True
+        if not self.stopped:
+            self.stopped, self.stopped_after_epoch = True, epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.clock() - self.started >= self.seconds:
+            self._stop(self._epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.clock()
+        self.longest_epoch = max(self.longest_epoch, now - self._epoch_started)
+        if now - self.started + self.longest_epoch > self.seconds:
+            self._stop(epoch)
 
 
 def training_callbacks(

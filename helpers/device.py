@@ -309,6 +309,21 @@ def strategy() -> tf.distribute.Strategy:
     return _STRATEGY
 
 
+def strategy_summary() -> str:
+    """One line for the top of a run's output, read without starting the TensorFlow runtime: the devices found,
+    the strategy `strategy()` will choose and its replicas, and the dtype policy `configure()` will pick; on a
+    machine without accelerators it says so, since training is slow there."""
+    facts = device_facts()
+    replicas = facts["replicas"]
+    chosen = ("MultiWorkerMirroredStrategy" if multi_worker() else "TPUStrategy" if facts["device_type"] == "tpu"
+              else "MirroredStrategy" if replicas > 1 else "the default strategy")
+    line = (f"devices: {_describe(facts)}; strategy: {chosen} over {replicas} replica(s); "
+            f"precision: {choose_settings(facts)['mixed_precision']}")
+    if facts["device_type"] == "cpu":
+        line += " — no GPU or TPU found: training on one device, the CPU (on Kaggle: Settings → Accelerator)"
+    return line
+
+
 def _new_strategy() -> tf.distribute.Strategy:
     if multi_worker():
         return _MultiWorkerMirrored()

@@ -1,6 +1,7 @@
 """The Kaggle kernel: one self-contained notebook that trains the Final Model and writes `submission.csv`.
 
     python -m helpers.kaggle bundle [--out dist/kaggle] [--profile full] [--seed 0] [--user NAME]
+    python -m helpers.kaggle check [--out reports]
 
 writes `<out>/mars-terrain-final-model.ipynb` and `<out>/kernel-metadata.json` (competition
 `an-2-dl-2024-2025-homework-2`, GPU on, internet off), ready for `kaggle kernels push -p <out>`.
@@ -9,19 +10,23 @@ The notebook carries the whole `helpers` package — every `helpers/*.py` and `h
 one base64 zip — so it needs nothing beyond Kaggle's own image (TensorFlow/Keras, numpy, scikit-learn,
 OpenCV). Everything is embedded because that is simpler than tracking what the train path imports; the
 modules it does not use (`plots`, `pipeline`, `notebook`, `table`, `synthetic`) are never imported, so
-papermill and seaborn are not needed. Its cells: parameters (PROFILE, SEED, INPUT_DIR, OUTPUT_DIR) →
-environment check → unpack the package to `<OUTPUT_DIR>/mars_helpers/helpers/`, first on `sys.path` →
+papermill and seaborn are not needed. Its cells: parameters (PROFILE, SEED, TIME_BUDGET_S, INPUT_DIR,
+OUTPUT_DIR) → environment check → unpack the package to `<OUTPUT_DIR>/mars_helpers/helpers/`, first on
+`sys.path`, and print the devices, strategy and precision →
 find `mars_for_students.npz` anywhere under INPUT_DIR → `run("Final Model", data, PROFILE, SEED,
 save_test_set=True)` with every output under OUTPUT_DIR (`MARS_REPORTS`) → copy the run's submission to
 `<OUTPUT_DIR>/submission.csv`, validate it with `read_submission` → `kernel_summary.json`.
 
-Kaggle's image lags this project's pins (recently TensorFlow 2.16–2.18, Keras 3.3–3.8), and the kernel was
-only run with the pins (TensorFlow 2.21, Keras 3.15, Python 3.11, CPU). So the check cell probes features
-rather than version numbers (`compatibility_problems`), before `helpers` is imported, and stops the kernel
-with a list of what is missing. From the Keras changelogs: the Final Model's path needs the `dtype`
-argument of `keras.losses.Loss` (added in Keras 3.4; `helpers.losses` passes it); augmentation entries (not
-the Final Model) need `keras.layers.Pipeline` and augmentation layers that take
-`{"images", "segmentation_masks"}` dicts (the image-preprocessing rework of Keras 3.6–3.7).
+Kaggle's GPU image is older than this project's pins (in December 2026: Python 3.12, TensorFlow 2.20, Keras
+3.13, NumPy 2.0; `requirements-kaggle.txt`). `python -m helpers.kaggle check` (`make kaggle-check`, in a venv
+of those versions) runs the bundled kernel headless in the smoke profile on a fake `/kaggle/input` and reads
+its submission back strictly. The check cell probes features rather than version numbers
+(`compatibility_problems`), before `helpers` is imported, and stops the kernel with a list of what is
+missing: the Final Model's path needs the `dtype` argument of `keras.losses.Loss` (Keras 3.4); augmentation
+entries need `keras.layers.Pipeline` and augmentation layers that take `{"images", "segmentation_masks"}`
+dicts (Keras 3.6-3.7). Training runs under `helpers.device.strategy()` (MirroredStrategy over Kaggle's two
+T4s, mixed float16) and stops at `TIME_BUDGET_S` (`helpers.callbacks.TimeBudget`), an hour under Kaggle's
+12-hour limit, so the best epoch is still restored and the submission written.
 """
 from __future__ import annotations
 
@@ -46,6 +51,8 @@ DEFAULT_OUT = REPO_ROOT / "dist" / "kaggle"
 PACKAGE_DIR = REPO_ROOT / "helpers"
 DATA_FILENAME = "mars_for_students.npz"
 SUMMARY_FILENAME = "kernel_summary.json"
+KAGGLE_RUN_LIMIT_S = 12 * 3600  # a Kaggle GPU session's run-time limit
+TIME_BUDGET_S = KAGGLE_RUN_LIMIT_S - 3600  # default training budget: an hour for set-up, prediction and the CSV
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same sources give the same bundle
 _USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
@@ -194,6 +201,7 @@ Profiles: `smoke` (seconds, a check), `default` (the 2-core study profile; tens 
 
 _PARAMETERS = '''PROFILE = "{profile}"  # smoke | default | full (the report's settings)
 SEED = {seed}  # one training run per seed
+TIME_BUDGET_S = {budget}  # training stops here (best epoch restored), leaving time to predict and write the CSV
 INPUT_DIR = "/kaggle/input"  # searched recursively for mars_for_students.npz
 OUTPUT_DIR = "/kaggle/working"  # submission.csv, the run folder and kernel_summary.json go here'''
 
@@ -238,7 +246,11 @@ import helpers
 
 if not Path(helpers.__file__).resolve().is_relative_to(HELPERS_ROOT):
     raise RuntimeError(f"imported helpers from {helpers.__file__}, not the embedded copy in {HELPERS_ROOT}")
-print(f"helpers {helpers.__version__} from {helpers.__file__}")'''
+print(f"helpers {helpers.__version__} from {helpers.__file__}")
+
+from helpers.device import strategy_summary
+
+print(strategy_summary())'''
 
 _DATA = '''from helpers.data import load_mars
 from helpers.kaggle import find_competition_file
@@ -247,9 +259,14 @@ DATA_PATH = find_competition_file(INPUT_DIR)
 data = load_mars(DATA_PATH)
 print(data)'''
 
-_TRAIN = '''from helpers.train import FINAL_ENTRY, run
+_TRAIN = '''from helpers.callbacks import TimeBudget
+from helpers.train import FINAL_ENTRY, run
 
-record = run(FINAL_ENTRY, data, PROFILE, SEED, save_test_set=True, verbose=2)
+budget = TimeBudget(TIME_BUDGET_S)
+record = run(FINAL_ENTRY, data, PROFILE, SEED, save_test_set=True, verbose=2, callbacks=[budget])
+if budget.stopped:
+    print(f"time budget of {TIME_BUDGET_S:g} s reached: training stopped after epoch {budget.stopped_after_epoch}; "
+          "the best epoch so far was restored")
 training = record["training"]
 print(f"{FINAL_ENTRY}: {training['epochs_run']} epochs in {training['seconds']:.0f} s on {record['device_name']}; "
       f"held-out test split: competition mIoU {record['test']['competition_miou']:.4f}, "
@@ -262,7 +279,8 @@ from helpers.submission import read_submission
 SUBMISSION = OUTPUT / "submission.csv"
 shutil.copyfile(run_dir(FINAL_ENTRY, record["key"]) / "submission.csv", SUBMISSION)
 ids, predicted = read_submission(SUBMISSION, n_images=len(data.test_images))
-write_json_atomic(OUTPUT / SUMMARY_FILENAME, kernel_summary(record, SUBMISSION, len(ids)))
+write_json_atomic(OUTPUT / SUMMARY_FILENAME, {**kernel_summary(record, SUBMISSION, len(ids)), "time_budget": {
+    "seconds": TIME_BUDGET_S, "stopped": budget.stopped, "stopped_after_epoch": budget.stopped_after_epoch}})
 shares = [f"{(predicted == c).mean():.1%}" for c in range(5)]
 print(f"{SUBMISSION}: {len(ids)} rows, valid; predicted class shares (0..4): {', '.join(shares)}")'''
 
@@ -285,7 +303,8 @@ def build_notebook(profile: str = "full", seed: int = 0):
     cells = [
         new_markdown_cell(_INTRO.format(output="/kaggle/working", competition=COMPETITION, profile=profile,
                                         version=helpers.__version__, summary=SUMMARY_FILENAME)),
-        new_code_cell(_PARAMETERS.format(profile=profile, seed=seed), metadata={"tags": ["parameters"]}),
+        new_code_cell(_PARAMETERS.format(profile=profile, seed=seed, budget=TIME_BUDGET_S),
+                      metadata={"tags": ["parameters"]}),
         new_markdown_cell("## Environment\nLibrary versions, then a check that this image has every feature the "
                           "kernel uses (it stops here, saying what is missing, on an image that is too old)."),
         new_code_cell(_CHECK.format(compatibility_problems=inspect.getsource(compatibility_problems).strip(),
@@ -342,6 +361,69 @@ def bundle(out=DEFAULT_OUT, profile: str = "full", seed: int = 0, user: str = PL
     return {"notebook": notebook_path, "metadata": metadata_path}
 
 
+def fake_kaggle_input(root) -> tuple[Path, Path]:
+    """A small synthetic `mars_for_students.npz` (300 training, 48 test images) under `root`, laid out like
+    `/kaggle/input/<competition>/`; returns (data path, hidden test labels path)."""
+    from helpers import synthetic
+
+    return synthetic.write(Path(root) / COMPETITION / DATA_FILENAME, n_train=300, n_test=48, seed=3)
+
+
+def execute_kernel(notebook, input_dir, output_dir, executed, **parameters) -> None:
+    """Run the kernel notebook headless with papermill in a fresh `python3` kernel of this interpreter, in
+    `output_dir`, as Kaggle would; `parameters` override the parameters cell (PROFILE, SEED, TIME_BUDGET_S)."""
+    import papermill
+
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(notebook), str(executed), kernel_name="python3", cwd=str(output_dir),
+                               parameters={"INPUT_DIR": str(input_dir), "OUTPUT_DIR": str(output_dir), **parameters},
+                               progress_bar=False, extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+
+
+def check(out=None) -> dict:
+    """`make kaggle-check`: bundle the kernel, run it in the smoke profile on a fake Kaggle input with this
+    interpreter's libraries, read its submission back strictly; writes `<out>/kaggle_check.json` (default
+    reports/) and the executed notebook beside it, and returns the same facts (`passed`, `problem`)."""
+    import os
+    import tempfile
+    import time
+
+    from helpers import held_stderr
+    from helpers.paths import reports_dir
+    from helpers.submission import read_submission
+
+    out = Path(out) if out is not None else reports_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    executed = out / "kaggle_check.ipynb"
+    with held_stderr():  # CUDA probing lines on a CPU machine
+        versions = library_versions()
+    result = {"checked_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "versions": versions,
+              "problems": compatibility_problems(uses_augmentation=True), "passed": False, "problem": None}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        fake_kaggle_input(root / "input")
+        paths = bundle(root / "dist", profile="smoke")
+        saved = {name: os.environ.pop(name) for name in ("MARS_DATA", "MARS_DATA_DIR", "MARS_REPORTS",
+                                                         "MARS_KAGGLE_INPUT", "TF_CPP_MIN_LOG_LEVEL") if name in os.environ}
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # the kernel's C++ start-up lines
+        try:
+            execute_kernel(paths["notebook"], root / "input", root / "working", executed, PROFILE="smoke")
+            ids, _ = read_submission(root / "working" / "submission.csv", n_images=48)
+            summary = json.loads((root / "working" / SUMMARY_FILENAME).read_text())
+            result.update(passed=True, submission_rows=len(ids), kernel_versions=summary["versions"],
+                          test_competition_miou=summary["test"]["competition_miou"])
+        except Exception as exc:  # noqa: BLE001 - the check reports any failure in one line
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            result["problem"] = f"{type(exc).__name__}: {first_line[:300]} (see {executed})"
+        finally:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL")
+            os.environ.update(saved)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    (out / "kaggle_check.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
 def main(argv=None) -> int:
     """`python -m helpers.kaggle bundle ...`: write the kernel; bad arguments print one line and return 2."""
     parser = argparse.ArgumentParser(prog="python -m helpers.kaggle", description=__doc__.splitlines()[0])
@@ -351,7 +433,15 @@ def main(argv=None) -> int:
     command.add_argument("--profile", default="full", help="profile the kernel runs: smoke, default or full (default)")
     command.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     command.add_argument("--user", default=PLACEHOLDER_USER, help="your Kaggle username, for the kernel id")
+    checking = commands.add_parser("check", help="run the smoke kernel headless with this interpreter's libraries")
+    checking.add_argument("--out", help="folder for kaggle_check.json and the executed notebook (default: reports/)")
     args = parser.parse_args(argv)
+    if args.command == "check":
+        result = check(args.out)
+        versions = ", ".join(f"{name} {version}" for name, version in result["versions"].items())
+        print(f"kaggle check ({versions}): " + (f"passed in {result['seconds']:.0f} s, a valid {result['submission_rows']}"
+              "-row submission" if result["passed"] else f"FAILED: {result['problem']}"))
+        return 0 if result["passed"] else 1
     try:
         paths = bundle(args.out, args.profile, args.seed, args.user)
     except ValueError as exc:

@@ -93,9 +93,11 @@ FRESH_PROCESS = """
     result["auto_state"] = [threading.get_intra_op_parallelism_threads(),
                             threading.get_inter_op_parallelism_threads(), keras.mixed_precision.global_policy().name]
     result["describe"] = device.describe_device()
+    result["summary_one"] = device.strategy_summary()
 
     result["names"] = device.split_cpu(2)
     settings = result["mirrored"] = device.configure()
+    result["summary_two"] = device.strategy_summary()  # before strategy(): it must not need the runtime
     strategy = device.strategy()
     result["strategy"], result["replicas"] = type(strategy).__name__, strategy.num_replicas_in_sync
     with strategy.scope():
@@ -159,6 +161,15 @@ def test_mirrored_training_step_on_two_logical_cpus(fresh_process):
     assert result["mirrored"]["replicas"] == 2 and result["mirrored"]["jit_compile"] is False
     assert result["changed"] and result["loss"] > 0
     assert "came too late" in result["late_split"]
+
+
+@pytest.mark.slow
+def test_strategy_summary_names_devices_strategy_replicas_and_policy(fresh_process):
+    one, two = fresh_process["summary_one"], fresh_process["summary_two"]
+    assert one.startswith(f"devices: {fresh_process['describe']}; strategy: the default strategy over 1 replica(s); ")
+    assert "no GPU or TPU found: training on one device, the CPU" in one
+    assert f"strategy: {fresh_process['strategy']} over {fresh_process['replicas']} replica(s)" in two
+    assert f"precision: {fresh_process['mirrored']['mixed_precision']}" in two
 
 
 def test_a_gpu_tensorflow_cannot_see_is_said_once(monkeypatch):

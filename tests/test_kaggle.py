@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from helpers.kaggle import (COMPETITION, SUMMARY_FILENAME, KernelError, bundle, compatibility_problems,
-                            find_competition_file, main)
+                            execute_kernel, fake_kaggle_input, find_competition_file, main)
 from helpers.paths import REPO_ROOT
 from helpers.submission import read_submission, score_submission
 
@@ -50,8 +50,9 @@ def test_notebook_has_one_parameters_cell_and_imports_neither_papermill_nor_seab
     import papermill
 
     declared = papermill.inspect_notebook(str(bundled["notebook"]))
-    assert set(declared) == {"PROFILE", "SEED", "INPUT_DIR", "OUTPUT_DIR"}
+    assert set(declared) == {"PROFILE", "SEED", "INPUT_DIR", "OUTPUT_DIR", "TIME_BUDGET_S"}
     assert declared["PROFILE"]["default"] == '"default"' and declared["SEED"]["default"] == "2"
+    assert declared["TIME_BUDGET_S"]["default"] == str(11 * 3600)  # an hour under Kaggle's 12-hour limit
     cells = _code_cells(bundled["notebook"])
     assert sum("parameters" in cell.metadata.get("tags", []) for cell in cells) == 1
     assert all(not cell.outputs and cell.execution_count is None for cell in cells)
@@ -118,24 +119,18 @@ def test_competition_file_is_found_anywhere_below_the_input_folder(tmp_path):
 
 @pytest.mark.slow
 def test_bundled_kernel_runs_headless_on_a_fake_kaggle_input(bundled, tmp_path, monkeypatch):
-    """The notebook, run by a fresh `python3` kernel in smoke profile, trains and leaves a valid submission.
+    """The notebook, run by a fresh `python3` kernel in smoke profile, trains and leaves a valid submission,
+    even when its time budget (here a millisecond) stops training after the first batch.
 
     The kernel runs in the output folder with no MARS_* or PYTHONPATH variables; the repository's editable
     install stays visible to its interpreter, so the embedded copy must win on its own.
     """
-    import papermill
-    from helpers import synthetic
-
     input_dir, output_dir = tmp_path / "kaggle" / "input", tmp_path / "kaggle" / "working"
-    data_path, labels_path = synthetic.write(input_dir / "some-competition" / "mars_for_students.npz",
-                                             n_train=300, n_test=48, seed=3)
-    output_dir.mkdir(parents=True)
+    data_path, labels_path = fake_kaggle_input(input_dir)
     for name in ("MARS_DATA", "MARS_DATA_DIR", "MARS_REPORTS", "MARS_KAGGLE_INPUT", "PYTHONPATH"):
         monkeypatch.delenv(name, raising=False)
-    papermill.execute_notebook(str(bundled["notebook"]), str(tmp_path / "executed.ipynb"), kernel_name="python3",
-                               parameters={"PROFILE": "smoke", "SEED": 0, "INPUT_DIR": str(input_dir),
-                                           "OUTPUT_DIR": str(output_dir)},
-                               cwd=str(output_dir), progress_bar=False)
+    execute_kernel(bundled["notebook"], input_dir, output_dir, tmp_path / "executed.ipynb", PROFILE="smoke", SEED=0,
+                   TIME_BUDGET_S=0.001)
 
     summary = json.loads((output_dir / SUMMARY_FILENAME).read_text())
     embedded = (output_dir / "mars_helpers" / "helpers").resolve()
@@ -144,6 +139,10 @@ def test_bundled_kernel_runs_headless_on_a_fake_kaggle_input(bundled, tmp_path, 
     assert all(Path(path).resolve().parent == embedded for path in summary["helpers_modules"].values())
     assert {name: (embedded / name).read_bytes() for name in _repo_package_files()} == _repo_package_files()
     assert summary["profile"] == "smoke" and Path(summary["data"]["path"]) == data_path.resolve()
+    assert summary["time_budget"] == {"seconds": 0.001, "stopped": True, "stopped_after_epoch": 1}
+    printed = "".join(output.get("text", "") for cell in nbformat.read(tmp_path / "executed.ipynb", as_version=4).cells
+                      for output in cell.get("outputs", []))
+    assert "strategy: the default strategy over 1 replica(s)" in printed and "time budget of 0.001 s reached" in printed
     assert list((output_dir / "mars_data" / "splits").glob("*.json"))
 
     ids, masks = read_submission(output_dir / "submission.csv", n_images=48)

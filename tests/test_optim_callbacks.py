@@ -220,3 +220,36 @@ def test_schedules_fit_the_run_they_are_in(epochs):
     if epochs >= 4:
         restarts = lr_curve("adamw_restarts", steps, epochs, lr=1e-3, **lengths)
         assert len(np.flatnonzero(np.diff(restarts) > 0)) >= 2, "warm restarts restart at least twice"
+
+
+def test_time_budget_stops_before_the_epoch_that_would_overrun_and_the_best_epoch_is_restored():
+    from helpers.callbacks import TimeBudget
+
+    ticks = iter(range(0, 10_000, 5))  # every clock reading is 5 s after the previous one
+    budget = TimeBudget(60, clock=lambda: float(next(ticks)))
+    x = np.zeros((8, 4), "float32")
+    y = np.zeros((8, 1), "float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    best = keras.callbacks.EarlyStopping(monitor="loss", patience=99, restore_best_weights=True)
+    history = model.fit(x, y, batch_size=4, epochs=50, verbose=0, callbacks=[budget, best])
+    # Readings: train begin at 0 s, then per epoch: begin, two batch ends, end. Epoch k (from 1) ends at
+    # 20k s and lasted 15 s, so it stops once 20k + 15 > 60: after epoch 3.
+    assert budget.stopped and budget.stopped_after_epoch == 3 and len(history.history["loss"]) == 3
+    assert best.best_weights is not None
+
+
+def test_time_budget_spent_mid_epoch_stops_after_that_batch():
+    from helpers.callbacks import TimeBudget
+
+    ticks = iter(range(0, 10_000, 5))
+    budget = TimeBudget(1, clock=lambda: float(next(ticks)))
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    seen = []
+    logger = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(batch))
+    model.fit(np.zeros((40, 4), "float32"), np.zeros((40, 1), "float32"), batch_size=4, epochs=3, verbose=0,
+              callbacks=[budget, logger])
+    assert budget.stopped_after_epoch == 1 and seen == [0]
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        TimeBudget(0)
