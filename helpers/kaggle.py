@@ -144,8 +144,9 @@ def find_competition_file(input_dir) -> Path:
     return found[0]
 
 
-def kernel_summary(record: dict, submission, rows: int) -> dict:
-    """What the kernel ran and left, as JSON-ready data: where `helpers` came from, versions, scores, submission."""
+def kernel_summary(record: dict, submission, rows: int, budget) -> dict:
+    """What the kernel ran and left, as JSON-ready data: where `helpers` came from, versions, scores, submission,
+    and whether the `TimeBudget` callback `budget` cut training."""
     import helpers
 
     modules = {name: getattr(module, "__file__", None) for name, module in sorted(sys.modules.items())
@@ -155,7 +156,9 @@ def kernel_summary(record: dict, submission, rows: int) -> dict:
             "data": record["data"], "run_key": record["key"], "training": {
                 k: record["training"][k] for k in ("epochs_run", "best_epoch", "best_val_competition_miou", "seconds")},
             "test": {k: record["test"][k] for k in ("competition_miou", "miou_1_4", "per_class_iou")},
-            "leaderboard": record["leaderboard"], "submission": str(submission), "submission_rows": int(rows)}
+            "leaderboard": record["leaderboard"], "submission": str(submission), "submission_rows": int(rows),
+            "time_budget": {"seconds": budget.seconds, "stopped": budget.stopped,
+                            "stopped_after_epoch": budget.stopped_after_epoch}}
 
 
 def package_archive(package_dir=PACKAGE_DIR) -> bytes:
@@ -279,8 +282,7 @@ from helpers.submission import read_submission
 SUBMISSION = OUTPUT / "submission.csv"
 shutil.copyfile(run_dir(FINAL_ENTRY, record["key"]) / "submission.csv", SUBMISSION)
 ids, predicted = read_submission(SUBMISSION, n_images=len(data.test_images))
-write_json_atomic(OUTPUT / SUMMARY_FILENAME, {**kernel_summary(record, SUBMISSION, len(ids)), "time_budget": {
-    "seconds": TIME_BUDGET_S, "stopped": budget.stopped, "stopped_after_epoch": budget.stopped_after_epoch}})
+write_json_atomic(OUTPUT / SUMMARY_FILENAME, kernel_summary(record, SUBMISSION, len(ids), budget))
 shares = [f"{(predicted == c).mean():.1%}" for c in range(5)]
 print(f"{SUBMISSION}: {len(ids)} rows, valid; predicted class shares (0..4): {', '.join(shares)}")'''
 
