@@ -1,9 +1,14 @@
 """Reusable code of the Mars terrain segmentation study (see README.md).
 
-Importing the package registers every custom Keras layer and loss, so a saved `.keras` model
-reloads with `import helpers` alone, no `custom_objects` needed.
+Importing the package does not import TensorFlow: the plain-data modules (`experiments`, `profiles`, `records`,
+`table`...) load without it. The first import of TensorFlow, from whichever module, runs with its C++ start-up
+lines held back (`held_stderr`). The custom Keras layers and losses register when `helpers.layers` and
+`helpers.losses` are imported (any module that builds a model does); `helpers.models.load_model(path)` reloads
+a saved `.keras` model with them.
 """
 import contextlib
+import importlib.abc
+import importlib.util
 import os
 import sys
 import tempfile
@@ -37,15 +42,34 @@ def held_stderr():
             os.close(saved)
 
 
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up lines held back (`held_stderr`), which would put noise above the
-    one-line errors of the command-line tools. Set MARS_TF_STARTUP_LOG=1 to see them."""
-    if "tensorflow" in sys.modules or os.environ.get("MARS_TF_STARTUP_LOG"):
-        return
-    with held_stderr():
-        import tensorflow  # noqa: F401
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Import finder that runs TensorFlow's own module code inside `held_stderr`, once, then steps aside: its C++
+    start-up lines would otherwise put noise above the one-line errors of the command-line tools. Set
+    MARS_TF_STARTUP_LOG=1 to see them."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _HeldLoader(spec.loader)
+        return spec
 
 
-_import_tensorflow_quietly()
+class _HeldLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
 
-from helpers import layers, losses  # noqa: E402,F401  (registers the custom Keras objects)
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        with held_stderr():
+            self.loader.exec_module(module)
+
+
+if "tensorflow" not in sys.modules and not os.environ.get("MARS_TF_STARTUP_LOG"):
+    if not any(isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())

@@ -138,7 +138,8 @@ class TimeBudget(keras.callbacks.Callback):
     """Stop training before a wall-clock budget runs out, so the run still restores its best epoch and predicts.
 
     Keras has no such callback. It stops at an epoch's end when the next epoch, as long as the longest so far,
-    would overrun `seconds` (counted from the start of training), and after any batch once the budget is spent.
+    would overrun `seconds` (counted from the start of the first training it sees: one budget serves several fits),
+and after any batch once the budget is spent.
     `EarlyStopping(restore_best_weights=True)` then restores the best epoch at the end of training as usual.
     `stopped` and `stopped_after_epoch` (1-based) say whether and where it cut the run; `clock` is for tests.
     """
@@ -148,11 +149,13 @@ class TimeBudget(keras.callbacks.Callback):
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
             raise ValueError(f"the time budget must be a positive number of seconds, got {seconds!r}")
         self.seconds, self.clock = float(seconds), clock
+        self.started, self.longest_epoch = None, 0.0
         self.stopped, self.stopped_after_epoch = False, None
 
     def on_train_begin(self, logs=None):
-        self.started = self._epoch_started = self.clock()
-        self.longest_epoch = 0.0
+        if self.started is None:  # one budget for every fit it is passed to (an ensemble's members)
+            self.started = self.clock()
+        self._epoch_started = self.clock()
         self.stopped, self.stopped_after_epoch = False, None
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -15,7 +15,18 @@ Settings (all plain data):
 - optimizer: a name of `helpers.optim.make_optimizer` and its peak learning rate (Lion takes ~10× less
   than AdamW, as its authors advise; SGD ~10× more);
 - augment: geometric augmentation settings or None;
-- train: epochs/patience scale factors applied to the run profile.
+- train: epochs/patience scale factors applied to the run profile;
+- inference: how a trained model predicts: `classes` ("all", or "foreground": argmax over classes 1-4 only,
+  never class 0), flip test-time augmentation (`tta`), and `members`, the seeds soft-voted in an ensemble;
+- self_training: None, or a second round that adds the confident pixels of the model's own predictions on
+  the competition test set as labels (`threshold`: the least probability kept; `images`: how many test images,
+  as a multiple of the training split's size).
+
+Entries whose delta only changes `inference` train nothing: they predict with the models of the nearest
+ancestor that trains (`trainer`). An entry with `members` K > 1 soft-votes K runs of its trainer at seeds
+`member_seeds(seed, K)`. The report's entries (`TABLE1`) carry the report's two scores (`reported`); the
+"beyond the report" entries (`IMPROVED`) carry none. Ablations name the entry they vary (`varies`) and the
+notebook section that shows them (`section`, a key of `SECTIONS`). Nothing here imports TensorFlow.
 """
 from __future__ import annotations
 
@@ -35,6 +46,8 @@ DEFAULTS = {
     "optimizer": {"name": "adamw", "lr": 1e-3},
     "augment": None,
     "train": {"epochs_scale": 1.0, "patience_scale": 1.0},
+    "inference": {"classes": "all", "tta": False, "members": 1},
+    "self_training": None,
 }
 
 ENTRIES = [
@@ -110,70 +123,164 @@ ENTRIES = [
                 "big-rock regions (one attempt per image + 25 per big-rock source)."},
 ]
 
-# The report's own Table 1 numbers (test-set and Kaggle mIoU, percent), read off each entry.
-REPORTED = {entry["name"]: (entry["reported"]["test"], entry["reported"]["kaggle"]) for entry in ENTRIES}
-
 TABLE1 = [entry["name"] for entry in ENTRIES]
 
-# Extra runs the notebooks use for ablations: (name, parent, delta, why). Not rows of Table 1.
+BEYOND_THE_REPORT = "beyond the report"
+SELF_TRAINING_THRESHOLD = 0.9
+"""Least softmax probability of a pseudo-labelled pixel. Chosen once, before any run, and not tuned: high enough
+that most kept pixels are right, low enough to keep a useful share of them for models trained 8 epochs."""
+
+# The best teams' moves (issue: "Beyond the report"), each entry one step on the previous; the last is `Improved`.
+IMPROVED = [
+    {"name": "Improved (a) focal, no background", "parents": ["Baseline"], "track": BEYOND_THE_REPORT,
+     "delta": {"loss": {"terms": {"focal": 1.0}, "ignore_class": 0, "class_weights": {"cap": 10.0}}},
+     "step": "background out of every loss term; focal loss with inverse-frequency class weights capped at 10",
+     "reading": "The Baseline UNet trained on focal loss alone, pixels labelled background left out of the loss "
+                "(the moves of the UNet + SE and Multipath UNet teams)."},
+    {"name": "Improved (b) never class 0", "parents": ["Improved (a) focal, no background"],
+     "track": BEYOND_THE_REPORT, "delta": {"inference": {"classes": "foreground"}},
+     "step": "argmax over classes 1-4 only at inference (class 0 is never predicted)",
+     "reading": "The (a) model, predicting argmax over soil, bedrock, sand and big rock: the starter-kit metric "
+                "counts class 0 with IoU 0 as soon as a labelled pixel is predicted 0."},
+    {"name": "Improved (c) flips", "parents": ["Improved (b) never class 0"], "track": BEYOND_THE_REPORT,
+     "delta": {"augment": {"flip": "horizontal_and_vertical", "translate": 0.0, "zoom": 0.0}},
+     "step": "horizontal and vertical flips as the only augmentation",
+     "reading": "(b) trained on randomly flipped images (no translation or zoom), as the Multipath UNet team did."},
+    {"name": "Improved (d) SE bottleneck", "parents": ["Improved (c) flips"], "track": BEYOND_THE_REPORT,
+     "delta": {"model": {"se": True}}, "step": "a Squeeze-Excitation block after the bottleneck",
+     "reading": "(c) with Squeeze-Excitation (reduction 16) on the bottleneck."},
+    {"name": "Improved (e) flip TTA", "parents": ["Improved (d) SE bottleneck"], "track": BEYOND_THE_REPORT,
+     "delta": {"inference": {"tta": True}}, "step": "flip test-time augmentation (mean of the 4 flips' softmax)",
+     "reading": "The (d) model, predicting the mean softmax of the image and its three flips, each flipped back."},
+    {"name": "Improved (f) ensemble", "parents": ["Improved (e) flip TTA"], "track": BEYOND_THE_REPORT,
+     "delta": {"inference": {"members": 2}}, "step": "a soft vote of 2 seeds (each with flip TTA)",
+     "reading": "The mean softmax of two (d) models trained from different seeds, each with flip TTA; two keep "
+                "the default study on 2 CPU cores (the Kaggle kernel takes --members K)."},
+    {"name": "Improved", "parents": ["Improved (f) ensemble"], "track": BEYOND_THE_REPORT,
+     "delta": {"self_training": {"threshold": SELF_TRAINING_THRESHOLD, "images": 1.0}},
+     "step": "self-training: a second round on the confident pixels of (f)'s own test-set predictions",
+     "reading": "Each member retrained from scratch on the training split plus as many competition test images "
+                "(a seeded draw), labelled by (f)'s ensemble where its probability is at least the threshold and "
+                "left unlabelled (class 0, out of the loss) elsewhere. No test label is used; transductive."},
+]
+
+# Extra runs the notebooks use for ablations: each varies one entry and is shown in one notebook section.
 ABLATIONS = [
-    *[{"name": f"Network 1 + {'+'.join(FEATURES[:i + 1])}", "parents": ["Network 1"],
-       "delta": {"model": {"channels": FEATURES[:i + 1]}}, "comparison": "channels_one_at_a_time",
+    *[{"name": f"Network 1 + {'+'.join(FEATURES[:i + 1])}", "varies": "Network 1",
+       "delta": {"model": {"channels": FEATURES[:i + 1]}}, "section": "channels_one_at_a_time",
        "report": "They were added in an incremental fashion (that is, one by one, by monitoring performance).",
        "reading": "Channels added one at a time on the clean data (notebook 02)."} for i in range(len(FEATURES))],
-    *[{"name": f"Network 5 / {opt}", "parents": ["Network 5"], "delta": {"optimizer": {"name": opt, "lr": lr}},
-       "comparison": "optimizers",
+    *[{"name": f"Network 5 / {opt}", "varies": "Network 5", "delta": {"optimizer": {"name": opt, "lr": lr}},
+       "section": "optimizers",
        "report": "Together with this, we also tested SGD, Lion with Reduce on Plateau, and learning rate "
                  "Warm-Restarts.", "reading": f"Network 5 with optimizer '{opt}' (notebook 04)."}
       for opt, lr in (("adamw_restarts", 1e-3), ("lion_plateau", 1e-4), ("sgd", 1e-2))],  # constant AdamW: Network 3
-    *[{"name": f"Network 8 / {fusion}", "parents": ["Network 8"], "delta": {"model": {"fusion": fusion}},
-       "comparison": "fusion",
+    *[{"name": f"Network 8 / {fusion}", "varies": "Network 8", "delta": {"model": {"fusion": fusion}},
+       "section": "fusion",
        "report": "In order to combine the two outputs given by the subnets we consider different techniques: "
                  "concatenation, addition, continuation and addition and fusion mechanism.",
        "reading": f"Network 8 with '{fusion}' fusion (notebook 05)."} for fusion in ("add", "continue_add", "gated")],
-    {"name": "Network 9 / fixed weights", "parents": ["Network 9"], "delta": {"loss": {"dynamic": False}},
-     "comparison": "loss_weights",
+    {"name": "Network 9 / fixed weights", "varies": "Network 9", "delta": {"loss": {"dynamic": False}},
+     "section": "loss_weights",
      "report": "Some loss weights are established before-hand by setting their weight as fixed, while other "
                "were chosen with a dynamical rule based on accuracy and mean_iou metrics.",
      "reading": "Network 9 with the final mix kept fixed (notebook 03)."},
-    {"name": "Network 9 + low-pass", "parents": ["Network 9"],
-     "delta": {"loss": {"terms": {**FINAL_MIX, "low_pass": 0.1}}}, "comparison": "loss_weights",
+    {"name": "Network 9 + low-pass", "varies": "Network 9",
+     "delta": {"loss": {"terms": {**FINAL_MIX, "low_pass": 0.1}}}, "section": "loss_weights",
      "report": "We also tested a low-pass metric without performance improvement.",
      "reading": "Network 9 with a low-pass term of weight 0.1 added (notebook 03)."},
 ]
 
-# What each notebook compares: its rows in order, the Table 1 rows first; an ablation joins a comparison by
-# naming it (its first parent is the entry it varies). A new ablation is one entry in ABLATIONS.
-COMPARISONS = {
-    "alien_removal": {"notebook": "01_eda_and_aliens", "rows": ["Baseline", "Network 1"]},
-    "channels_one_at_a_time": {"notebook": "02_feature_channels", "rows": ["Network 1"]},
-    "channels_or_augmentation": {"notebook": "02_feature_channels", "rows": ["Baseline", "Network 2", "Network 4"]},
-    "class_weights": {"notebook": "03_loss_design", "rows": ["Network 1", "Network 2", "Network 3"]},
-    "loss_weights": {"notebook": "03_loss_design", "rows": ["Network 9"]},
-    "optimizers": {"notebook": "04_optimizers", "rows": ["Network 3", "Network 5"]},
-    "final_rows": {"notebook": "05_final_training",
+# What each notebook section compares: its rows in order, the Table 1 rows first; an ablation joins a section
+# by naming it. A new ablation is one entry in ABLATIONS.
+SECTIONS = {
+    "alien_removal": {"notebook": "01_eda_and_aliens", "title": "Removing the aliens",
+                      "rows": ["Baseline", "Network 1"]},
+    "channels_one_at_a_time": {"notebook": "02_feature_channels", "title": "Channels one at a time",
+                               "rows": ["Network 1"]},
+    "channels_or_augmentation": {"notebook": "02_feature_channels", "title": "Channels or augmentation",
+                                 "rows": ["Baseline", "Network 2", "Network 4"]},
+    "class_weights": {"notebook": "03_loss_design", "title": "Class weights",
+                      "rows": ["Network 1", "Network 2", "Network 3"]},
+    "loss_weights": {"notebook": "03_loss_design", "title": "Loss mix and dynamic weights", "rows": ["Network 9"]},
+    "optimizers": {"notebook": "04_optimizers", "title": "Optimizers and schedules",
+                   "rows": ["Network 3", "Network 5"]},
+    "final_rows": {"notebook": "05_final_training", "title": "Networks 6-10 and the Final Model",
                    "rows": ["Network 6", "Network 7", "Network 8", "Network 9", "Network 10", "Final Model"]},
-    "fusion": {"notebook": "05_final_training", "rows": ["Network 8"]},
+    "fusion": {"notebook": "05_final_training", "title": "Fusion of the two subnets", "rows": ["Network 8"]},
+    "improved_track": {"notebook": "06_beyond_the_report", "title": "The Improved track, step by step",
+                       "rows": ["Baseline", *[entry["name"] for entry in IMPROVED], "Final Model"]},
 }
 
-_BY_NAME = {entry["name"]: entry for entry in ENTRIES + ABLATIONS}
-
-
-def comparison(key: str) -> list[str]:
-    """The rows a notebook compares under `key` (see COMPARISONS): its listed rows, then its ablations."""
-    if key not in COMPARISONS:
-        raise ValueError(f"unknown comparison {key!r}: choose one of {', '.join(COMPARISONS)}")
-    return COMPARISONS[key]["rows"] + [a["name"] for a in ABLATIONS if a.get("comparison") == key]
-
-
-def names(include_ablations: bool = False) -> list[str]:
-    return TABLE1 + ([a["name"] for a in ABLATIONS] if include_ablations else [])
+_BY_NAME = {entry["name"]: entry for entry in ENTRIES + IMPROVED + ABLATIONS}
 
 
 def get_entry(name: str) -> dict:
     if name not in _BY_NAME:
         raise ValueError(f"unknown experiment {name!r}: choose one of {', '.join(_BY_NAME)}")
     return _BY_NAME[name]
+
+
+def parents(name: str) -> list[str]:
+    """The entries `name` builds on: its `parents`, or for an ablation the entry it `varies`."""
+    entry = get_entry(name)
+    return list(entry["parents"]) if "parents" in entry else [entry["varies"]]
+
+
+def comparison(key: str) -> list[str]:
+    """The rows a notebook section compares under `key` (see SECTIONS): its listed rows, then its ablations."""
+    if key not in SECTIONS:
+        raise ValueError(f"unknown section {key!r}: choose one of {', '.join(SECTIONS)}")
+    return SECTIONS[key]["rows"] + [a["name"] for a in ABLATIONS if a["section"] == key]
+
+
+def ablations(key: str) -> list[str]:
+    """The ablations shown in section `key`, in order."""
+    return [name for name in comparison(key) if name not in SECTIONS[key]["rows"]]
+
+
+def pairs(key: str) -> list[tuple[str, str]]:
+    """(row, parent) for every row of section `key` whose parent is also in the section: what each step changed."""
+    rows = comparison(key)
+    return [(name, parent) for name in rows for parent in parents(name) if parent in rows]
+
+
+def notebook_runs(notebooks: list[str] | None = None) -> list[str]:
+    """Every entry the notebooks named or numbered by `notebooks` (e.g. ["06"]; default: all) show, each once,
+    in section order."""
+    chosen = [key for key, spec in SECTIONS.items()
+              if notebooks is None or any(spec["notebook"].startswith(prefix) for prefix in notebooks)]
+    if not chosen:
+        known = sorted({spec["notebook"] for spec in SECTIONS.values()})
+        raise ValueError(f"no notebook section matches {notebooks}: choose from {', '.join(known)}")
+    return list(dict.fromkeys(name for key in chosen for name in comparison(key)))
+
+
+def reported(name: str) -> tuple[float, float] | None:
+    """The report's (test, Kaggle) mIoU of a Table 1 row, in percent; None for an entry the report has not."""
+    scores = get_entry(name).get("reported")
+    return None if scores is None else (scores["test"], scores["kaggle"])
+
+
+def trainer(name: str) -> str:
+    """The nearest entry up the first-parent line (itself included) whose delta changes more than `inference`:
+    the entry whose trained models `name` predicts with."""
+    while set(get_entry(name)["delta"]) <= {"inference"} and parents(name):
+        name = parents(name)[0]
+    return name
+
+
+MEMBER_SEED_STRIDE = 1000
+
+
+def member_seeds(seed: int, members: int) -> list[int]:
+    """Seeds of an ensemble's members: the run's own seed first, then seed + 1000, seed + 2000, ..."""
+    return [seed + MEMBER_SEED_STRIDE * i for i in range(members)]
+
+
+def names(include_ablations: bool = False) -> list[str]:
+    """Table 1's rows, then the Improved track, then (optionally) the ablations."""
+    return TABLE1 + [entry["name"] for entry in IMPROVED] + ([a["name"] for a in ABLATIONS] if include_ablations else [])
 
 
 def _deep_merge(base: dict, delta: dict) -> dict:
@@ -186,12 +293,22 @@ def _deep_merge(base: dict, delta: dict) -> dict:
     return merged
 
 
+def merge(settings: dict, delta: dict) -> dict:
+    """`settings` with `delta` applied as an entry's delta is (nested dicts merged, loss terms replaced whole)."""
+    return _deep_merge(settings, delta)
+
+
+def with_defaults(settings: dict) -> dict:
+    """`settings` with the top-level keys added since it was written filled in at their defaults (old records)."""
+    return {**copy.deepcopy({key: value for key, value in DEFAULTS.items() if key not in settings}), **settings}
+
+
 def lineage(name: str) -> list[str]:
     """The entry's ancestors in inheritance order (depth-first, first parent first), then itself."""
     order: list[str] = []
 
     def visit(node: str) -> None:
-        for parent in get_entry(node)["parents"]:
+        for parent in parents(node):
             visit(parent)
         if node not in order:
             order.append(node)

@@ -26,10 +26,13 @@ import tensorflow as tf
 from helpers.constants import IMAGE_SHAPE
 from helpers.dataset import validate_images
 from helpers.device import device_facts
+from helpers.ensemble import soft_vote
+from helpers.pseudo_labels import check_classes, decode
+from helpers.tta import flip_tta
 
 BATCH_SIZES = {"cpu": 32, "gpu": 512, "tpu": 512}
 
-_COMPILED = weakref.WeakKeyDictionary()  # model -> {jit_compile: compiled labels function}
+_COMPILED = weakref.WeakKeyDictionary()  # first model -> {(members, choices): compiled labels function}
 
 
 def choose_inference_settings(facts: dict, *, batch_size=None, jit_compile="auto") -> dict:
@@ -57,38 +60,57 @@ def balanced_batches(n: int, batch_size: int) -> tuple[int, int]:
     return count, math.ceil(n / count)
 
 
-def _labels_function(model: keras.Model, jit_compile: bool, run_eagerly: bool):
-    """x (B, 64, 128, 1) -> uint8 labels (B, 64, 128); compiled once per model and XLA choice, then reused."""
+def _labels_function(models: list, jit_compile: bool, run_eagerly: bool, decoding: dict):
+    """x (B, 64, 128, 1) -> uint8 labels (B, 64, 128): the members' soft vote (`helpers.ensemble`), each with flip
+    TTA if asked (`helpers.tta`), decoded by `helpers.pseudo_labels.decode`; compiled once per models and choices."""
+    tta, classes, threshold = decoding["tta"], decoding["classes"], decoding["threshold"]
+
+    def probabilities(members, x):
+        calls = [lambda v, m=m: m(v, training=False) for m in members]
+        if tta:
+            calls = [lambda v, call=call: flip_tta(call, v) for call in calls]
+        return calls[0](x) if len(calls) == 1 else soft_vote(calls, x)
+
     if run_eagerly:
-        return lambda x: tf.cast(tf.argmax(model(x, training=False), axis=-1), tf.uint8)
-    compiled = _COMPILED.setdefault(model, {})
-    if jit_compile not in compiled:
-        model_ref = weakref.ref(model)  # the cache must not keep the model alive
+        return lambda x: decode(probabilities(models, x), classes, threshold)
+    compiled = _COMPILED.setdefault(models[0], {})
+    choice = (tuple(id(m) for m in models), jit_compile, tta, classes, threshold)
+    if choice not in compiled:
+        refs = [weakref.ref(m) for m in models]  # the cache must not keep the models alive
 
         def labels(x):
-            return tf.cast(tf.argmax(model_ref()(x, training=False), axis=-1), tf.uint8)
+            return decode(probabilities([ref() for ref in refs], x), classes, threshold)
 
-        compiled[jit_compile] = tf.function(labels, jit_compile=jit_compile, reduce_retracing=True)
-    return compiled[jit_compile]
+        compiled[choice] = tf.function(labels, jit_compile=jit_compile, reduce_retracing=True)
+    return compiled[choice]
 
 
-def predict_labels(model: keras.Model, images, *, batch_size: int | None = None, jit_compile="auto",
-                   run_eagerly: bool = False) -> np.ndarray:
+def predict_labels(model, images, *, batch_size: int | None = None, jit_compile="auto", run_eagerly: bool = False,
+                   tta: bool = False, classes: str = "all", threshold: float | None = None) -> np.ndarray:
     """Argmax class ids (N, 64, 128) uint8 of `model` on float images in [0, 1], (N, 64, 128) or (N, 64, 128, 1).
+
+    `model` is a Keras model or a list of them (a soft-vote ensemble); `tta` averages the four flips; `classes`
+    "foreground" never predicts 0; `threshold` turns pixels predicted with less probability into 0
+    (pseudo-labels; `helpers.pseudo_labels.decode`).
 
     batch_size: None chooses per device (`choose_inference_settings`); N need not be a multiple of it,
     and N = 0 gives an empty (0, 64, 128) array. jit_compile: "auto" | True | False (XLA). run_eagerly:
     call the model op by op, without tracing (faster for a handful of images, as in the smoke profile).
     Equals `argmax(model.predict(images), -1)` (up to float rounding near ties when XLA is on).
     """
-    facts = {**device_facts(), "compute_dtype": model.dtype_policy.compute_dtype}
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    if not models:
+        raise ValueError("predict_labels needs a model or a non-empty list of models")
+    check_classes(classes)
+    facts = {**device_facts(), "compute_dtype": models[0].dtype_policy.compute_dtype}
     settings = choose_inference_settings(facts, batch_size=batch_size, jit_compile=jit_compile)
     if len(images) == 0:
         return np.zeros((0, *IMAGE_SHAPE), np.uint8)
     images = validate_images(images)[..., None]
     n = len(images)
     count, size = balanced_batches(n, settings["batch_size"])
-    labels_of = _labels_function(model, settings["jit_compile"], run_eagerly)
+    labels_of = _labels_function(models, settings["jit_compile"], run_eagerly,
+                                 {"tta": bool(tta), "classes": classes, "threshold": threshold})
     out = np.empty((n, *IMAGE_SHAPE), np.uint8)
     pending = None
     for start in range(0, count * size, size):

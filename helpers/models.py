@@ -285,3 +285,11 @@ def count_params(model: keras.Model) -> int:
     """All weights of `model`, trainable or not (BatchNorm moving statistics included): the count
     the report's 473,669 for the Baseline refers to."""
     return int(model.count_params())
+
+
+def load_model(path) -> keras.Model:
+    """Reload a saved `.keras` model of this project: the custom layers (`helpers.layers`, imported here) and
+    losses (`helpers.losses`) are registered before Keras reads the file."""
+    import helpers.losses  # noqa: F401  (registers the losses and metrics)
+
+    return keras.saving.load_model(path)

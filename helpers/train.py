@@ -4,7 +4,10 @@ A run builds the entry's split (stored, shared by all runs on the same data), ap
 caps, trains with the entry's model/loss/optimizer/augmentation, evaluates the held-out test split
 (competition mIoU, mIoU over classes 1–4, per-class IoU, confusion matrix), predicts the competition
 `test_set` and — where hidden test labels exist (the synthetic default) — scores its public and private
-parts like the leaderboard. It writes one JSON record per run (atomically), with the history and the best
+parts like the leaderboard. Predictions follow the entry's `inference` settings (foreground-only argmax, flip
+TTA). An entry that trains nothing of its own, or soft-votes K members, is a *predictor*: it runs its trainer's
+members (`helpers.experiments.trainer`, `member_seeds`) and scores their ensemble. A self-training entry first
+runs its teacher (its parent) and adds the teacher's confident test-set predictions to the training split. It writes one JSON record per run (atomically), with the history and the best
 model beside it. A finished record is reused unless `force=True`; an interrupted run resumes from its last
 finished epoch (Keras `BackupAndRestore` in the run folder).
 
@@ -34,6 +37,7 @@ from helpers.callbacks import DynamicLossWeights, LearningRateLog, training_call
 from helpers.data import MarsData, load_mars
 from helpers.dataset import make_dataset
 from helpers.determinism import set_determinism
+from helpers import pseudo_labels
 from helpers.device import configure, describe_device, multi_worker, strategy
 from helpers.leaderboard import load_test_labels, score_parts
 from helpers.losses import class_weights_from_masks, combined_loss, term_metrics
@@ -46,6 +50,7 @@ from helpers.splits import make_split
 from helpers.submission import write_submission
 
 FINAL_ENTRY = "Final Model"
+IMPROVED_ENTRY = "Improved"
 
 
 def _cap(indices: np.ndarray, limit: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -101,11 +106,11 @@ def _history_from_csv(path: Path) -> dict[str, list[float]]:
     return {key: [float(row[key]) for row in rows if row.get(key) not in (None, "")] for key in (rows[0] if rows else {})}
 
 
-def predict_labels(model: keras.Model, images: np.ndarray, batch_size: int, eager: bool = False) -> np.ndarray:
-    """Argmax class ids (N, 64, 128) uint8 for float images in [0, 1] (`helpers.inference.predict_labels`)."""
+def predict_labels(models, images: np.ndarray, **options) -> np.ndarray:
+    """Class ids (N, 64, 128) uint8 for float images in [0, 1] (`helpers.inference.predict_labels`)."""
     from helpers.inference import predict_labels as fast_predict_labels
 
-    return fast_predict_labels(model, images, batch_size=batch_size, run_eagerly=eager)
+    return fast_predict_labels(models, images, **options)
 
 
 def _versions() -> dict:
@@ -113,16 +118,31 @@ def _versions() -> dict:
             "numpy": np.__version__, "helpers": helpers.__version__}
 
 
-def plan(name: str, data: MarsData, profile="default", seed: int = 0) -> dict:
-    """Step 1: what decides run `name`, before any tensor exists: settings, profile, key, folder, lengths."""
+def plan(name: str, data: MarsData, profile="default", seed: int = 0, overrides: dict | None = None,
+         member: bool = False) -> dict:
+    """Step 1: what decides run `name`, before any tensor exists: settings (the entry's, then `overrides`),
+    profile, key, folder, lengths, and its role: "row", "predictor" (scores an ensemble of its trainer's runs)
+    or "member" (one model of an ensemble, `member=True`: trained alone, never a row of its own)."""
     settings = experiments.resolve(name)
+    if overrides:
+        settings = experiments.merge(settings, overrides)
+    if member:
+        settings = experiments.merge(settings, {"inference": {"members": 1}})
+    members = settings["inference"]["members"]
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ValueError(f"inference members={members!r} must be a positive integer (the seeds soft-voted)")
+    if member:
+        role = "member" if seed >= experiments.MEMBER_SEED_STRIDE or settings != experiments.merge(
+            experiments.resolve(name), overrides or {}) else "row"
+    else:
+        role = "predictor" if members > 1 or experiments.trainer(name) != name else "row"
     prof = get_profile(profile) if isinstance(profile, str) else dict(profile)
     code = code_fingerprint()
     key = run_key(settings, prof, seed, data.source.fingerprint, code)
     epochs = max(1, round(prof["epochs"] * settings["train"]["epochs_scale"]))
     patience = max(1, round(prof["patience"] * settings["train"]["patience_scale"]))
     return {"name": name, "entry": experiments.get_entry(name), "settings": settings, "profile": prof, "seed": seed,
-            "key": key, "code": code, "folder": run_dir(name, key), "epochs": epochs,
+            "role": role, "key": key, "code": code, "folder": run_dir(name, key), "epochs": epochs,
             "patience": patience_for(settings["optimizer"]["name"], epochs, patience)}
 
 
@@ -167,19 +187,21 @@ def fit(built: dict, verbose: int | str = "auto") -> float:
     return time.perf_counter() - started
 
 
-def evaluate(run_plan: dict, built: dict, prepared: dict, data: MarsData, save_test_set: bool) -> dict:
-    """Step 4: save the model; score the held-out split; predict (and, with hidden labels, score) the test set."""
-    folder, prof, model = run_plan["folder"], run_plan["profile"], built["model"]
-    eager, batch_size = prof["run_eagerly"], prof["batch_size"] * 4
-    model.save(folder / "best.keras")
+def score_models(models: list, run_plan: dict, prepared: dict, data: MarsData, save_test_set: bool) -> dict:
+    """Score `models` (one, or an ensemble's members) with the run's inference settings: the held-out split
+    (predictions saved), and the competition test set (scored leaderboard-style where hidden labels exist;
+    with `save_test_set`, all of it predicted, saved and written as the Kaggle CSV)."""
+    folder, prof, inference = run_plan["folder"], run_plan["profile"], run_plan["settings"]["inference"]
+    options = {"batch_size": prof["batch_size"] * 4, "run_eagerly": prof["run_eagerly"], "tta": inference["tta"],
+               "classes": inference["classes"]}
     started = time.perf_counter()
     x_test, y_test = prepared["arrays"]["test"]
-    test_pred = predict_labels(model, x_test, batch_size, eager)
+    test_pred = predict_labels(models, x_test, **options)
     np.savez_compressed(folder / "test_split_predictions.npz", indices=prepared["indices"]["test"],
                         y_true=y_test, y_pred=test_pred)
     limit = prof["test_set_limit"] if not save_test_set else None
     test_set = data.test_images if limit is None else data.test_images[:limit]
-    test_set_pred = predict_labels(model, test_set, batch_size, eager)
+    test_set_pred = predict_labels(models, test_set, **options)
     if save_test_set:
         np.savez_compressed(folder / "test_set_predictions.npz", y_pred=test_set_pred)
         write_submission(test_set_pred, folder / "submission.csv")
@@ -192,6 +214,19 @@ def evaluate(run_plan: dict, built: dict, prepared: dict, data: MarsData, save_t
             "eval_seconds": time.perf_counter() - started}
 
 
+def evaluate(run_plan: dict, built: dict, prepared: dict, data: MarsData, save_test_set: bool) -> dict:
+    """Step 4: save the model, then `score_models` it."""
+    built["model"].save(run_plan["folder"] / "best.keras")
+    return score_models([built["model"]], run_plan, prepared, data, save_test_set)
+
+
+def entry_facts(name: str) -> dict:
+    """What a record says of its entry: parents, and the report's sentence and our reading, or the track's step."""
+    entry = experiments.get_entry(name)
+    return {"parents": experiments.parents(name),
+            **{key: entry[key] for key in ("report", "reading", "step", "track") if key in entry}}
+
+
 def make_record(run_plan: dict, built: dict, prepared: dict, data: MarsData, train_seconds: float,
                 evaluation: dict) -> dict:
     """Step 5: the run's JSON record (written by `run`): what ran, its history and its scores."""
@@ -201,8 +236,8 @@ def make_record(run_plan: dict, built: dict, prepared: dict, data: MarsData, tra
     class_weights = built["class_weights"]
     return {
         "status": "finished", "name": run_plan["name"], "key": run_plan["key"], "code": run_plan["code"],
-        "seed": run_plan["seed"], "profile": run_plan["profile"],
-        "entry": {k: run_plan["entry"][k] for k in ("parents", "report", "reading")},
+        "seed": run_plan["seed"], "role": run_plan["role"], "profile": run_plan["profile"],
+        "entry": entry_facts(run_plan["name"]),
         "settings": run_plan["settings"], "data": data.source.to_dict(), "prepared": prepared["info"],
         "class_weights": None if class_weights is None else [float(w) for w in class_weights],
         "model": {"params": count_params(built["model"]), "width": run_plan["profile"]["width"]},
@@ -223,9 +258,10 @@ def make_record(run_plan: dict, built: dict, prepared: dict, data: MarsData, tra
 
 def stale_record(run_plan: dict, data: MarsData) -> dict | None:
     """The newest finished record of the same run (settings, profile, seed, data) made by other code, if any."""
-    same = {"settings": run_plan["settings"], "profile": run_plan["profile"], "seed": run_plan["seed"]}
+    same = {"profile": run_plan["profile"], "seed": run_plan["seed"]}
     candidates = [record for record in all_records() if record["name"] == run_plan["name"]
                   and record.get("code") != run_plan["code"] and record["data"]["fingerprint"] == data.source.fingerprint
+                  and experiments.with_defaults(record["settings"]) == run_plan["settings"]
                   and all(record.get(key) == value for key, value in same.items())]
     return max(candidates, key=lambda record: record["finished_at"], default=None)
 
@@ -246,21 +282,22 @@ def _clear(folder: Path) -> None:
 
 def run(name: str, data: MarsData | None = None, profile="default", seed: int = 0, *, force: bool | float = False,
         verbose: int | str = "auto", save_test_set: bool | None = None, callbacks=(), wait: bool = True,
-        reuse_stale: bool | None = None) -> dict:
+        reuse_stale: bool | None = None, overrides: dict | None = None, member: bool = False) -> dict:
     """Train/evaluate entry `name` (see `helpers.experiments`) and return its record (reused if finished).
 
     `profile` is a name of `helpers.profiles` or a dict of the same keys. With `save_test_set` (default:
-    only for the Final Model) the whole competition test set is predicted and saved, and its Kaggle CSV
-    written as `submission.csv` in the run folder. `callbacks` are extra Keras callbacks for `fit`.
-    `force` retrains (a time.time() value: unless the record finished after it). The run is claimed
-    (`helpers.claims`) before anything is written: another worker's run is waited for (`wait=False`: raise
-    `claims.RunBusy`), and `force` never deletes a folder someone else holds. `reuse_stale` (default: the
-    `MARS_REUSE_STALE=1` environment variable) returns a record trained by older code when none exists for
-    the current code (`stale_record`); the table marks such rows.
+    only for the Final Model and the Improved model) the whole competition test set is predicted and saved,
+    and its Kaggle CSV written as `submission.csv` in the run folder. `callbacks` are extra Keras callbacks
+    for every `fit`. `overrides` changes the entry's settings for this call (e.g. {"inference": {"members": 3}});
+    `member` trains one model of an ensemble. `force` retrains (a time.time() value: unless the record
+    finished after it). The run is claimed (`helpers.claims`) before anything is written: another worker's run
+    is waited for (`wait=False`: raise `claims.RunBusy`), and `force` never deletes a folder someone else holds.
+    `reuse_stale` (default: the `MARS_REUSE_STALE=1` environment variable) returns a record trained by older
+    code when none exists for the current code (`stale_record`); the table marks such rows.
     The steps plan -> build -> fit -> evaluate -> make_record are public, for benchmarks and notebooks.
     """
     data = data if data is not None else load_mars()
-    run_plan = plan(name, data, profile, seed)
+    run_plan = plan(name, data, profile, seed, overrides, member)
     folder = run_plan["folder"]
     record_path = folder / "record.json"
     if _fresh(record := read_record(record_path), force):
@@ -271,6 +308,16 @@ def run(name: str, data: MarsData | None = None, profile="default", seed: int = 
     if reuse_stale and not force and (stale := stale_record(run_plan, data)) is not None:
         progress.announce(name, seed, "reused (trained by older code)")
         return stale
+    if save_test_set is None:
+        save_test_set = name in SUBMITTED_ENTRIES and run_plan["role"] != "member"
+    again = {"data": data, "profile": profile, "force": force, "verbose": verbose, "callbacks": callbacks,
+             "wait": wait, "reuse_stale": reuse_stale}
+    if run_plan["role"] == "predictor":
+        return _run_predictor(run_plan, data, save_test_set, again, overrides)
+    teacher = None
+    if run_plan["settings"]["self_training"]:  # the teacher first, outside this run's claim
+        base_seed = seed % experiments.MEMBER_SEED_STRIDE
+        teacher = run(experiments.parents(name)[0], seed=base_seed, save_test_set=False, **again)
     # Under MultiWorkerMirroredStrategy every worker trains this same run together: no claim between them.
     together = multi_worker()
     with contextlib.nullcontext() if together else claims.claimed(folder, wait=wait):
@@ -280,12 +327,12 @@ def run(name: str, data: MarsData | None = None, profile="default", seed: int = 
             return record
         if force or record is not None:
             _clear(folder)
-        if save_test_set is None:
-            save_test_set = name == FINAL_ENTRY
         progress.announce(name, seed, "training")
         set_determinism(seed, enabled=run_plan["profile"]["deterministic"])
         device = configure(threads=False, xla=run_plan["profile"]["xla"])
         prepared = prepare_arrays(run_plan["settings"], run_plan["profile"], data, seed)
+        if teacher is not None:
+            add_pseudo_labels(prepared, teacher, run_plan, data)
         lines = progress.EpochLine(run_plan["epochs"], f"{name} (seed {seed})")
         built = build(run_plan, prepared, device=device, callbacks=[claims.Heartbeat(folder), lines, *callbacks])
         train_seconds = fit(built, verbose)
@@ -297,12 +344,84 @@ def run(name: str, data: MarsData | None = None, profile="default", seed: int = 
     return record
 
 
+SUBMITTED_ENTRIES = (FINAL_ENTRY, IMPROVED_ENTRY)
+
+
+def load_models(record: dict) -> list[keras.Model]:
+    """The trained models behind a record: its own `best.keras`, or its members' for a predictor."""
+    from helpers.models import load_model
+
+    members = record.get("members") or [{"name": record["name"], "key": record["key"]}]
+    return [load_model(run_dir(m["name"], m["key"]) / "best.keras") for m in members]
+
+
+def add_pseudo_labels(prepared: dict, teacher: dict, run_plan: dict, data: MarsData) -> None:
+    """Self-training: append to the training split a seeded draw of competition test images, labelled by the
+    teacher's models (with its inference settings) where their probability is at least the threshold, 0
+    (out of the loss) elsewhere. Cached in the teacher's folder; no test label is read."""
+    config, seed = run_plan["settings"]["self_training"], run_plan["seed"] % experiments.MEMBER_SEED_STRIDE
+    x_train, y_train = prepared["arrays"]["train"]
+    chosen = pseudo_labels.pool(len(data.test_images), len(x_train), config["images"], seed)
+    cache = run_dir(teacher["name"], teacher["key"]) / f"pseudo_labels_{config['threshold']:g}_{len(chosen)}_{seed}.npz"
+    if cache.exists():
+        with np.load(cache) as saved:
+            labels = saved["labels"]
+    else:
+        inference, prof = teacher["settings"]["inference"], run_plan["profile"]
+        labels = predict_labels(load_models(teacher), data.test_images[chosen], batch_size=prof["batch_size"] * 4,
+                                run_eagerly=prof["run_eagerly"], tta=inference["tta"], classes="foreground",
+                                threshold=config["threshold"])
+        np.savez_compressed(cache, indices=chosen, labels=labels)
+    prepared["arrays"]["train"] = (np.concatenate([x_train, data.test_images[chosen]]),
+                                   np.concatenate([y_train, labels.astype(y_train.dtype)]))
+    prepared["info"]["self_training"] = {"teacher": teacher["name"], "teacher_key": teacher["key"],
+                                         "images": int(len(chosen)), "threshold": config["threshold"],
+                                         "labelled_share": float((labels > 0).mean())}
+    prepared["info"]["used"]["train_after_self_training"] = int(len(prepared["arrays"]["train"][0]))
+
+
+def _run_predictor(run_plan: dict, data: MarsData, save_test_set: bool, again: dict, overrides: dict | None) -> dict:
+    """A predictor entry: its trainer's member runs (trained or reused), then their ensemble scored with the
+    entry's inference settings; one record, with the members' keys, beside its predictions."""
+    name, seed, settings = run_plan["name"], run_plan["seed"], run_plan["settings"]
+    source = experiments.trainer(name)
+    member_overrides = {k: v for k, v in (overrides or {}).items() if k != "inference"} or None
+    members = [run(source, seed=s, save_test_set=False, overrides=member_overrides, member=True, **again)
+               for s in experiments.member_seeds(seed, settings["inference"]["members"])]
+    folder, record_path = run_plan["folder"], run_plan["folder"] / "record.json"
+    with claims.claimed(folder, wait=again["wait"]):
+        if _fresh(record := read_record(record_path), again["force"]):
+            return record
+        progress.announce(name, seed, f"predicting with {len(members)} model(s) of {source}")
+        prepared = prepare_arrays(settings, run_plan["profile"], data, seed)
+        evaluation = score_models(load_models({"members": [{"name": m["name"], "key": m["key"]} for m in members]}),
+                                  run_plan, prepared, data, save_test_set)
+        first = members[0]
+        record = {**{k: first[k] for k in ("history", "class_weights", "model", "device", "device_name", "versions")},
+                  "status": "finished", "name": name, "key": run_plan["key"], "code": run_plan["code"], "seed": seed,
+                  "role": "predictor", "profile": run_plan["profile"],
+                  "entry": entry_facts(name),
+                  "settings": settings, "data": data.source.to_dict(), "prepared": prepared["info"],
+                  "members": [{"name": m["name"], "key": m["key"], "seed": m["seed"],
+                               "test_competition_miou": m["test"]["competition_miou"]} for m in members],
+                  "training": {**first["training"], "seconds": sum(m["training"]["seconds"] for m in members),
+                               "members": len(members)},
+                  **evaluation,
+                  "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "finished_epoch": time.time(),
+                  "worker": {"host": socket.gethostname(), "pid": os.getpid()}}
+        write_json_atomic(record_path, record)
+        progress.finished(name, seed, record["training"]["seconds"], record)
+    return record
+
+
 def run_all(data: MarsData, profile="default", seeds: int = 1, *, force: bool = False, verbose: int | str = 2,
-            poll_seconds: float = 5.0) -> list[dict]:
-    """Every Table 1 row and ablation for seeds 0..seeds-1, skipping runs other workers hold and coming back
-    to them, until each has a finished record. Start several at once on one reports folder to share the work."""
+            poll_seconds: float = 5.0, names: list[str] | None = None) -> list[dict]:
+    """Every run the notebooks show (or `names`) for seeds 0..seeds-1, skipping runs other workers hold (an
+    ensemble's members included) and coming back to them, until each has a finished record. Start several at
+    once on one reports folder to share the work."""
     started = time.time()
-    todo = [(name, seed) for seed in range(seeds) for name in experiments.names(include_ablations=True)]
+    names = experiments.notebook_runs() if names is None else names
+    todo = [(name, seed) for seed in range(seeds) for name in names]
     done: dict[tuple, dict] = {}
     while todo:
         waiting = []
@@ -350,7 +469,9 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m helpers.train", description="Train one Table 1 entry, or all.")
     parser.add_argument("name", nargs="?", help=f"an experiment: {', '.join(experiments.names(include_ablations=True))}")
-    parser.add_argument("--all", action="store_true", help="every Table 1 row and ablation")
+    parser.add_argument("--all", action="store_true", help="every run the notebooks show (Table 1, ablations, "
+                                                          "the Improved track)")
+    parser.add_argument("--notebooks", nargs="+", help="with --all: only the runs of these notebooks (stems)")
     parser.add_argument("--workers", type=int, default=1, help="with --all: worker processes sharing the runs")
     parser.add_argument("--seeds", type=int, default=1, help="with --all: seeds 0..S-1")
     parser.add_argument("--profile", default="default")
@@ -376,7 +497,8 @@ def main(argv=None) -> int:
             return _spawn_workers(rest, args.workers)
         data = load_mars(args.data, args.labels)
         if args.all:
-            records = run_all(data, args.profile, args.seeds, force=args.force)
+            records = run_all(data, args.profile, args.seeds, force=args.force,
+                              names=experiments.notebook_runs(args.notebooks) if args.notebooks else None)
             print(json.dumps({"finished": len(records)}))
             return 0
         record = run(args.name, data, args.profile, args.seed, force=args.force,

@@ -1,0 +1,12 @@
+"""Soft-vote ensemble: the mean of the members' class probabilities. Written by hand (a few lines; Keras has no
+ensemble of segmentation models). An ensemble of identical models is that model."""
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def soft_vote(predicts, x):
+    """Mean of predict(x) over the callables `predicts`, each (B, H, W, C) -> (B, H, W, K) probabilities."""
+    if not predicts:
+        raise ValueError("an ensemble needs at least one member")
+    return tf.add_n([tf.cast(predict(x), tf.float32) for predict in predicts]) / len(predicts)
