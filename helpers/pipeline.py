@@ -108,14 +108,15 @@ def default_workers() -> int:
 
 
 def pretrain(workers: int, *, profile: str, data: str, labels: str | None, seeds: int, force: bool,
-             log: Path) -> float:
-    """Train every row and ablation with `workers` processes of `helpers.train --all`; seconds taken. Their own
-    output goes to `log` (the progress lines reach the terminal through the progress log)."""
+             log: Path, only: list[str] | None = None) -> float:
+    """Train every run the notebooks show (`only`: those of these notebooks) with `workers` processes of
+    `helpers.train --all`; seconds taken. Their own output goes to `log` (the progress lines reach the terminal
+    through the progress log)."""
     import subprocess
 
     command = [sys.executable, "-m", "helpers.train", "--all", "--workers", str(workers), "--profile", profile,
                "--seeds", str(seeds), "--data", data, *(["--labels", labels] if labels else []),
-               *(["--force"] if force else [])]
+               *(["--force"] if force else []), *(["--notebooks", *only] if only else [])]
     started = time.perf_counter()
     with log.open("w") as handle:
         code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, cwd=str(REPO_ROOT))
@@ -178,11 +179,11 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
     timings, training_seconds = {}, None
     log = out_dir / "progress.log"
     log.write_text("")
-    from helpers.experiments import names
+    from helpers.experiments import notebook_runs
 
-    if only:
-        workers = 1  # some notebooks: they train what they need themselves
-    elif workers is None:
+    chosen = notebooks(only)
+    runs = notebook_runs([nb.stem for nb in chosen])
+    if workers is None:
         from helpers import held_stderr
 
         with contextlib.nullcontext() if verbose else held_stderr():  # CUDA probing lines (cuInit on CPU machines)
@@ -190,7 +191,7 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
     if workers < 1:
         raise PipelineError(f"--workers must be at least 1, got {workers}")
     kernels_env = {"MARS_PROGRESS_LOG": str(log), "MARS_PROGRESS_STARTED": str(time.time()),
-                   "MARS_PROGRESS_TOTAL": str(len(names(include_ablations=True)) * seeds if not only else 0),
+                   "MARS_PROGRESS_TOTAL": str(len(runs) * seeds),
                    "MARS_PROGRESS_WORKERS": str(workers)}
     if not verbose:
         kernels_env["TF_CPP_MIN_LOG_LEVEL"] = "3"  # the kernels' C++ start-up noise (cuInit on CPU machines...)
@@ -199,10 +200,10 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
             print(f"training every run with {workers} workers (their output: {out_dir / 'workers.log'}) ...", flush=True)
             training_seconds = pretrain(workers, profile=profile, data=dataset.source.path,
                                         labels=dataset.source.labels_path, seeds=seeds, force=force,
-                                        log=out_dir / "workers.log")
+                                        log=out_dir / "workers.log", only=[nb.stem for nb in chosen] if only else None)
             print(f"  every run trained in {training_seconds / 60:.0f} min; the notebooks reuse them", flush=True)
             parameters["FORCE"] = False  # the workers just retrained what --force asked for
-        for notebook in notebooks(only):
+        for notebook in chosen:
             print(f"running {notebook.name} (elapsed {(time.perf_counter() - started) / 60:.0f} min) ...",
                   flush=True)
             timings[notebook.stem] = execute(notebook, executed_dir / notebook.name, parameters, verbose=verbose)

@@ -304,3 +304,38 @@ def prediction_grid(records: dict, images, run_folder, count: int = 5):
     class_legend(fig)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
+
+
+def step_gains(records: dict, paths=(("test", "competition_miou"), ("leaderboard", "private", "competition_miou")),
+               labels=("test split", "LB private")):
+    """One group of bars per entry, in the given order (a track of steps): mean ± std over seeds of each score
+    in `paths`, every seed as a dot, and above each bar its gain over the previous entry (percent points)."""
+    names = list(records)
+    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(names)), 4))
+    width = 0.8 / len(paths)
+    for k, (path, label) in enumerate(zip(paths, labels)):
+        values = [[100 * v for v in (_dig(r, path) for r in runs) if v is not None] for runs in records.values()]
+        means = np.array([np.mean(v) if v else np.nan for v in values])
+        stds = [np.std(v, ddof=1) if len(v) > 1 else 0 for v in values]
+        x = np.arange(len(names)) + (k - (len(paths) - 1) / 2) * width
+        ax.bar(x, means, width, yerr=stds, capsize=3, label=label, alpha=0.85)
+        for xi, v in zip(x, values):
+            ax.scatter([xi] * len(v), v, color="black", s=8, zorder=3)
+        for i in range(1, len(names)):
+            if not np.isnan(means[i]) and not np.isnan(means[i - 1]):
+                ax.annotate(f"{means[i] - means[i - 1]:+.1f}", (x[i], means[i] + stds[i]), ha="center",
+                            va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("mIoU (starter kit, %)")
+    seeds = sorted({len(runs) for runs in records.values()})
+    ax.set_title(f"each step's gain over the previous (mean ± std over {'/'.join(map(str, seeds))} seeds; dots: seeds)",
+                 fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _dig(node, path):
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node

@@ -64,7 +64,9 @@ def announce(name: str, seed: int, state: str) -> None:
 
 
 def finished(name: str, seed: int, seconds: float, record: dict) -> None:
-    say(f"    {name} (seed {seed}): trained in {seconds:.0f} s; best val mIoU "
+    members = record.get("members")
+    done = f"scored {len(members)} model(s) trained in {seconds:.0f} s" if members else f"trained in {seconds:.0f} s"
+    say(f"    {name} (seed {seed}): {done}; best val mIoU "
         f"{100 * (record['training']['best_val_competition_miou'] or 0):.1f} (epoch {record['training']['best_epoch']}), "
         f"test mIoU {100 * record['test']['competition_miou']:.1f}")
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from helpers import experiments
-from helpers.experiments import ABLATIONS, ENTRIES, REPORTED, TABLE1, lineage, resolve
+from helpers.experiments import ABLATIONS, ENTRIES, IMPROVED, TABLE1, lineage, resolve
 from helpers.losses import FINAL_MIX, TERM_NAMES
 from helpers.models import build_model
 from helpers.optim import OPTIMIZER_NAMES
@@ -15,7 +15,8 @@ SEED_REPORT = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_e81
 
 def test_rows_in_the_reports_order():
     assert TABLE1 == ["Baseline"] + [f"Network {i}" for i in range(1, 11)] + ["Final Model"]
-    assert list(REPORTED) == TABLE1
+    assert all(experiments.reported(name) for name in TABLE1)
+    assert experiments.names()[-len(IMPROVED):] == [entry["name"] for entry in IMPROVED]
 
 
 def test_inheritance_follows_the_report():
@@ -38,11 +39,11 @@ def test_inheritance_follows_the_report():
 
 
 def test_every_entry_is_buildable_and_named_by_valid_settings():
-    for entry in ENTRIES + ABLATIONS:
+    for entry in ENTRIES + IMPROVED + ABLATIONS:
         settings = resolve(entry["name"])
         assert set(settings["loss"]["terms"]) <= set(TERM_NAMES)
         assert settings["optimizer"]["name"] in OPTIMIZER_NAMES
-        assert entry["report"] and entry["reading"]
+        assert (entry.get("report") or entry.get("step")) and entry["reading"]
         build_model(**settings["model"], width=0.125)
 
 
@@ -67,20 +68,31 @@ def test_profiles_share_their_keys():
     assert get_profile("full")["width"] == 1.0 and get_profile("full")["batch_size"] == 64
 
 
-def test_every_ablation_joins_a_comparison_of_the_entry_it_varies():
-    from helpers.experiments import COMPARISONS, comparison
+def test_every_ablation_names_the_entry_it_varies_and_its_notebook_section():
+    from helpers.experiments import SECTIONS, ablations, comparison, pairs
     from helpers.pipeline import notebooks
 
     stems = {nb.stem for nb in notebooks()}
-    assert all(spec["notebook"] in stems for spec in COMPARISONS.values())
+    assert all(spec["notebook"] in stems for spec in SECTIONS.values())
     for ablation in ABLATIONS:
-        key = ablation["comparison"]
-        assert ablation["parents"][0] in COMPARISONS[key]["rows"], ablation["name"]
-        assert ablation["name"] in comparison(key)
-    covered = {name for key in COMPARISONS for name in comparison(key)}
-    assert set(TABLE1) <= covered, "every Table 1 row is trained by some notebook comparison"
+        assert set(ablation) >= {"varies", "section"} and "parents" not in ablation, ablation["name"]
+        assert ablation["varies"] in SECTIONS[ablation["section"]]["rows"], ablation["name"]
+        assert ablation["name"] in ablations(ablation["section"])
+        assert (ablation["name"], ablation["varies"]) in pairs(ablation["section"])
+    covered = {name for key in SECTIONS for name in comparison(key)}
+    assert set(experiments.names(include_ablations=True)) == covered == set(experiments.notebook_runs())
+    assert pairs("fusion") == [(f"Network 8 / {m}", "Network 8") for m in ("add", "continue_add", "gated")]
+    assert ("Network 3", "Network 1") in pairs("class_weights") and ("Network 3", "Network 2") in pairs("class_weights")
+    with pytest.raises(ValueError, match="no notebook section matches"):
+        experiments.notebook_runs(["07"])
 
 
 def test_the_report_s_numbers_live_on_each_entry():
-    assert REPORTED == {entry["name"]: (entry["reported"]["test"], entry["reported"]["kaggle"]) for entry in ENTRIES}
-    assert REPORTED["Final Model"] == (61.76, 64.910)
+    assert all(experiments.reported(e["name"]) == (e["reported"]["test"], e["reported"]["kaggle"]) for e in ENTRIES)
+    assert experiments.reported("Final Model") == (61.76, 64.910)
+    assert not hasattr(experiments, "REPORTED")  # one place only: the entries
+
+
+def test_old_records_settings_gain_the_new_keys_at_their_defaults():
+    old = {k: v for k, v in resolve("Final Model").items() if k not in ("inference", "self_training")}
+    assert experiments.with_defaults(old) == resolve("Final Model")

@@ -66,7 +66,7 @@ def test_train_predict_labels_gives_the_same_labels(model):
 
     images = _images(6, seed=3)
     expected = _reference(model, images)[1]
-    np.testing.assert_array_equal(train_predict_labels(model, images, 4, eager=True), expected)
+    np.testing.assert_array_equal(train_predict_labels(model, images, batch_size=4, run_eagerly=True), expected)
 
 
 def test_one_trace_serves_every_batch_and_later_calls():
@@ -74,7 +74,7 @@ def test_one_trace_serves_every_batch_and_later_calls():
     model = build_model("unet", width=0.125, depth=1)
     predict_labels(model, _images(7), batch_size=4, jit_compile=False)  # 2 batches of 4, the last padded by 1
     predict_labels(model, _images(8), batch_size=4, jit_compile=False)
-    function = inference._COMPILED[model][False]
+    [function] = inference._COMPILED[model].values()  # one function for this model and these choices
     assert function.experimental_get_tracing_count() == 1
     cached = len(inference._COMPILED)
     del model, function

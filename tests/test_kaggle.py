@@ -50,7 +50,9 @@ def test_notebook_has_one_parameters_cell_and_imports_neither_papermill_nor_seab
     import papermill
 
     declared = papermill.inspect_notebook(str(bundled["notebook"]))
-    assert set(declared) == {"PROFILE", "SEED", "INPUT_DIR", "OUTPUT_DIR", "TIME_BUDGET_S"}
+    assert set(declared) == {"PROFILE", "SEED", "INPUT_DIR", "OUTPUT_DIR", "TIME_BUDGET_S", "MODEL", "MEMBERS", "TTA",
+                             "SELF_TRAINING"}
+    assert declared["MODEL"]["default"] == '"final"' and declared["MEMBERS"]["default"] == "None"
     assert declared["PROFILE"]["default"] == '"default"' and declared["SEED"]["default"] == "2"
     assert declared["TIME_BUDGET_S"]["default"] == str(11 * 3600)  # an hour under Kaggle's 12-hour limit
     cells = _code_cells(bundled["notebook"])
@@ -154,3 +156,38 @@ def test_bundled_kernel_runs_headless_on_a_fake_kaggle_input(bundled, tmp_path, 
     in_kernel = summary["leaderboard"]["all"]
     assert scored["competition_miou"] == pytest.approx(in_kernel["competition_miou"])
     assert scored["confusion_matrix"] == in_kernel["confusion_matrix"]
+
+
+def test_improved_kernel_runs_headless_and_submits_the_ensemble(tmp_path, monkeypatch):
+    """`bundle --model improved` in the smoke profile, on a fake Kaggle input: the self-trained soft vote of its
+    members writes a valid submission that never predicts class 0."""
+    from helpers.kaggle import bundle
+
+    paths = bundle(tmp_path / "dist", profile="smoke", model="improved")
+    assert paths["notebook"].name == "mars-terrain-improved-model.ipynb"
+    input_dir, output_dir = tmp_path / "kaggle" / "input", tmp_path / "kaggle" / "working"
+    fake_kaggle_input(input_dir)
+    for name in ("MARS_DATA", "MARS_DATA_DIR", "MARS_REPORTS", "MARS_KAGGLE_INPUT", "PYTHONPATH"):
+        monkeypatch.delenv(name, raising=False)
+    execute_kernel(paths["notebook"], input_dir, output_dir, tmp_path / "executed.ipynb", PROFILE="smoke")
+    summary = json.loads((output_dir / SUMMARY_FILENAME).read_text())
+    ids, masks = read_submission(output_dir / "submission.csv", n_images=48)
+    assert summary["submission_rows"] == 48 and masks.min() >= 1  # argmax over classes 1-4
+    record = json.loads(next((output_dir / "runs").glob(f"improved__{summary['run_key']}/record.json")).read_text())
+    assert record["role"] == "predictor" and len(record["members"]) == 2
+    student = json.loads(next((output_dir / "runs").glob(f"improved__{record['members'][0]['key']}/record.json"))
+                         .read_text())
+    assert student["prepared"]["self_training"]["teacher"] == "Improved (f) ensemble"
+
+
+def test_kernel_options_map_to_entries_and_refuse_what_the_final_model_lacks():
+    from helpers.kaggle import KernelError, kernel_run
+
+    assert kernel_run("final") == ("Final Model", None)
+    assert kernel_run("improved") == ("Improved", None)
+    assert kernel_run("improved", members=3, tta=False) == ("Improved", {"inference": {"members": 3, "tta": False}})
+    assert kernel_run("improved", self_training=False) == ("Improved (f) ensemble", None)
+    with pytest.raises(KernelError, match="--model improved"):
+        kernel_run("final", members=3)
+    with pytest.raises(KernelError, match="positive number"):
+        kernel_run("improved", members=0)

@@ -1,5 +1,5 @@
 """helpers.models: parameter counts against hand formulas and the report, shapes, options, errors,
-training steps, and `.keras` round trips (one in a fresh process with only `import helpers`)."""
+training steps, and `.keras` round trips (one in a fresh process with `helpers.models.load_model`)."""
 import json
 import subprocess
 import sys
@@ -218,19 +218,18 @@ REPORT_ARCHITECTURES = {  # the distinct shapes of Table 1
 _RELOAD_SCRIPT = """
 import json, sys
 import numpy as np
-import helpers
-import keras
+from helpers.models import load_model
 folder = sys.argv[1]
 x = np.load(f"{folder}/x.npy")
 for name in json.loads(sys.argv[2]):
-    model = keras.saving.load_model(f"{folder}/{name}.keras")
+    model = load_model(f"{folder}/{name}.keras")
     np.save(f"{folder}/{name}_reloaded.npy", model(x, training=False).numpy())
 """
 
 
 @pytest.mark.slow
 def test_report_architectures_train_save_and_reload_in_a_fresh_process(tmp_path):
-    """Every architecture of Table 1: one training step, save, reload with only `import helpers`."""
+    """Every architecture of Table 1: one training step, save, reload in a fresh process with `helpers.models.load_model`."""
     x, masks = _terrain_batch(2)
     np.save(tmp_path / "x.npy", x)
     for name, options in REPORT_ARCHITECTURES.items():

@@ -12,7 +12,8 @@ from helpers.pipeline import NOTEBOOKS_DIR, PipelineError, check_parameters, run
 from helpers.records import all_records
 from helpers.submission import read_submission
 
-EXPECTED = ["01_eda_and_aliens", "02_feature_channels", "03_loss_design", "04_optimizers", "05_final_training"]
+EXPECTED = ["01_eda_and_aliens", "02_feature_channels", "03_loss_design", "04_optimizers", "05_final_training",
+            "06_beyond_the_report"]
 
 
 def test_notebooks_are_numbered_clean_and_parameterised():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from helpers import table
-from helpers.experiments import REPORTED, TABLE1, resolve
+from helpers.experiments import TABLE1, reported, resolve
 from helpers.metrics import best_constant_score
 from helpers.notebook import summary
 from helpers.records import code_fingerprint, run_dir
@@ -77,7 +77,23 @@ def test_table_shows_flags_and_the_constant_predictor(isolated_dirs):
     assert "Spearman ρ" in text and "untuned" in text
     with paths["csv"].open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == len(TABLE1) and rows[1]["Flags"] == table.DID_NOT_LEARN and rows[0]["Flags"] == ""
+    assert len(rows) == len(table.ROWS) and rows[1]["Flags"] == table.DID_NOT_LEARN and rows[0]["Flags"] == ""
+
+
+def test_improved_rows_stand_below_the_final_model_beyond_the_report_and_members_are_not_rows(isolated_dirs):
+    improved = fake_record("Improved", test=0.6)
+    member = {**fake_record("Improved", 0, test=0.9), "key": "m" * 12, "role": "member"}
+    second = fake_record("Improved (d) SE bottleneck", 1000, test=0.9)  # an ensemble member's own seed
+    records = [fake_record("Final Model", test=0.5), improved, member, second]
+    chosen = table.select_records(records, profile="smoke", fingerprint=None, seeds=None)
+    assert chosen["Improved"] == {0: improved} and "Improved (d) SE bottleneck" not in chosen
+    text = table.write_table(profile="smoke", records=records, out_dir=isolated_dirs / "out")["md"].read_text()
+    lines = [row for row in text.splitlines() if row.startswith("| ")]
+    names = [row.split(" | ")[0][2:] for row in lines[1:]]
+    assert names.index("Improved (beyond the report)") > names.index("Final Model")
+    row = next(r for r in lines if r.startswith("| Improved (beyond the report) |"))
+    assert "| 60.00 |" in row and "| — | — |" in row
+    assert "beyond the report" in text and "not the report's" in text
 
 
 def test_constant_score_from_saved_predictions_for_old_records(isolated_dirs):
@@ -106,12 +122,12 @@ def test_compare_says_when_a_difference_is_not_called_real(isolated_dirs):
 
 def test_rank_vs_report_orders_rows_and_gives_spearman(isolated_dirs):
     # Our scores in the report's test order exactly: ρ = 1 against its test column.
-    chosen = {name: [fake_record(name, test=REPORTED[name][0] / 100)] for name in TABLE1}
+    chosen = {name: [fake_record(name, test=reported(name)[0] / 100)] for name in TABLE1}
     ranks = table.rank_vs_report(chosen)
     assert ranks["n"] == len(TABLE1) and ranks["spearman_test"] == pytest.approx(1.0)
     best = min(ranks["rows"], key=lambda r: r["our rank"])
-    assert best["Model"] == max(REPORTED, key=lambda n: REPORTED[n][0]) and best["report test rank"] == 1
-    reverse = {name: [fake_record(name, test=1 - REPORTED[name][0] / 100)] for name in TABLE1}
+    assert best["Model"] == max(TABLE1, key=lambda n: reported(n)[0]) and best["report test rank"] == 1
+    reverse = {name: [fake_record(name, test=1 - reported(name)[0] / 100)] for name in TABLE1}
     assert table.rank_vs_report(reverse)["spearman_test"] == pytest.approx(-1.0)
     few = table.rank_vs_report({n: chosen[n] for n in TABLE1[:2]})
     assert few["n"] == 2 and math.isnan(few["spearman_test"])

@@ -173,7 +173,7 @@ def test_two_workers_fill_one_store_without_duplicates(smoke_data, tmp_path):
     assert sorted(trained) == sorted(names), "each run trained once, by one of the two workers"
     assert all(": trained" in out for out, _ in outputs), "both workers took a share"
     folders = sorted((tmp_path / "runs").iterdir())
-    assert len(folders) == len(names)
+    assert len(folders) == len(names) + 3  # ensemble members: (d) at seed 1000, Improved's two self-trained ones
     for folder in folders:
         assert (folder / "record.json").exists() and not (folder / ".claim").exists()
         assert not (folder / "backup").exists()
