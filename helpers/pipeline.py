@@ -182,7 +182,7 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
     from helpers.experiments import notebook_runs
 
     chosen = notebooks(only)
-    runs = notebook_runs([nb.stem for nb in chosen])
+    runs = notebook_runs([nb.stem for nb in chosen] if only else None)
     if workers is None:
         from helpers import held_stderr
 

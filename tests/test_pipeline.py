@@ -81,7 +81,8 @@ def test_whole_pipeline_in_the_smoke_profile(smoke_data, smoke_records, monkeypa
         assert json.loads((out / "results" / f"{name}.json").read_text())["profile"] == "smoke"
     table = result["table"]["md"].read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| Model")]
-    assert len(rows) == 12 and "missing" not in table and "synthetic" in table
+    assert len(rows) == 19 and "missing" not in table and "synthetic" in table  # 12 rows + the Improved track's 7
+    assert rows[12].startswith("| Improved (a) focal, no background (beyond the report) |")
     ids, _ = read_submission(out / "submission.csv", n_images=len(smoke_data.test_images))
     assert len(ids) == len(smoke_data.test_images)
     names = {r["name"] for r in all_records()}
@@ -108,7 +109,7 @@ def test_a_failing_notebook_is_named_and_records_are_kept(tmp_path, monkeypatch,
     with pytest.raises(PipelineError, match=r"01_broken.ipynb failed in cell \d+ .*RuntimeError: boom"):
         pipeline.execute(folder / "01_broken.ipynb", out / "executed.ipynb", params)
     assert (out / "runs" / "kept" / "record.json").exists()
-    assert pipeline.main(["--profile", "smoke", "--data", smoke_data.source.path, "--out", str(out)]) == 1
+    assert pipeline.main(["--profile", "smoke", "--data", smoke_data.source.path, "--out", str(out), "--workers", "1"]) == 1
 
 
 def test_failing_training_workers_stop_the_pipeline_with_one_line(tmp_path, competition_file):
