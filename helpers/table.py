@@ -258,10 +258,13 @@ def build_rows(chosen: dict) -> list[dict]:
 
 
 def _most_at_once(records: list[dict]) -> int:
-    """The most runs that trained at the same moment (from each record's finish time and training seconds)."""
+    """The most runs that trained at the same moment (from each record's finish time and training seconds).
+
+    A predictor (a flip-TTA, soft-vote or never-class-0 entry) trains nothing itself: its seconds are its
+    members', spent earlier by other processes, so it is left out."""
     events = []
     for r in records:
-        if r.get("finished_epoch") and r.get("training", {}).get("seconds"):
+        if r.get("role") != "predictor" and r.get("finished_epoch") and r.get("training", {}).get("seconds"):
             end = r["finished_epoch"] - r.get("eval_seconds", 0.0)
             events += [(end - r["training"]["seconds"], 1), (end, -1)]
     running = most = 0

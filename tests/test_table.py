@@ -153,3 +153,6 @@ def test_the_header_says_how_many_runs_trained_side_by_side():
     assert _most_at_once([run(0, 10), run(10, 10), run(20, 10)]) == 1  # one after the other (notebook kernels)
     assert _most_at_once([run(0, 10), run(2, 10), run(12, 10), run(13, 3)]) == 2  # two workers
     assert _most_at_once([]) == 1
+    # a soft vote's record sums its members' seconds without training at its own moment: not a third process
+    vote = dict(run(0, 30), role="predictor")
+    assert _most_at_once([run(0, 10), run(2, 10), vote]) == 2
