@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 
 from helpers.losses import CombinedLoss
+from helpers.constants import MONITOR
 
 
 def _log_value(logs, key, what):
@@ -41,7 +42,7 @@ class DynamicLossWeights(keras.callbacks.Callback):
         self,
         loss: CombinedLoss | None = None,
         *,
-        miou_key: str = "val_competition_miou",
+        miou_key: str = MONITOR,
         accuracy_key: str = "val_accuracy",
         miou_threshold: float = 0.5,
         accuracy_threshold: float = 0.75,
@@ -180,7 +181,7 @@ and after any batch once the budget is spent.
 def training_callbacks(
     run_dir,
     *,
-    monitor: str = "val_competition_miou",
+    monitor: str = MONITOR,
     mode: str = "max",
     patience: int = 30,
     backup: bool = True,

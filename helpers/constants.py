@@ -12,3 +12,9 @@ LABELLED_CLASSES = (SOIL, BEDROCK, SAND, BIG_ROCK)  # scored; background is igno
 N_TRAIN_REAL = 2615  # images in the competition's training_set
 N_TEST_REAL = 10022  # images in the competition's test_set
 N_ALIENS_REAL = 110  # training images sharing the one alien mask
+
+PRIMARY = "miou_fg"
+"""The study's primary score (`helpers.metrics.miou_fg`): its key in a record's `test` and leaderboard parts."""
+MONITOR = f"val_{PRIMARY}"
+"""Its validation log key: what early stopping, the best epoch, plateau cuts and the learning checks watch."""
+

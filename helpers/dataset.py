@@ -111,6 +111,7 @@ def make_dataset(
     seed: int = 0,
     cache: bool = True,
     drop_remainder: bool = False,
+    repeat: bool = False,
     autotune: bool | None = None,
 ) -> tf.data.Dataset:
     """Training/evaluation dataset yielding `(x, y, sample_weight)` batches.
@@ -119,7 +120,9 @@ def make_dataset(
     `class_weights[y]` after augmentation (all ones when `class_weights` is None).
     `shuffle` reshuffles every epoch in a sequence fixed by `seed`. `augment` is a function
     `(x, y) -> (x, y)` on batched tensors, e.g. `helpers.augment.geometric_augmenter(...)`; give it
-    to the training split only. `autotune` turns tf.data's autotuner on or off (None: `TF_DATA_AUTOTUNE`).
+    to the training split only. `repeat` makes the stream endless (each pass reshuffled), so a fixed number of
+    optimizer steps can be taken whatever the split's size (`fit(steps_per_epoch=...)`: the same budget for
+    every run, `helpers.train.budget`). `autotune` turns tf.data's autotuner on or off (None: `TF_DATA_AUTOTUNE`).
     """
     images, masks = validate_images_and_masks(images, masks)
     batch_size = _validate_batch_size(batch_size)
@@ -142,6 +145,8 @@ def make_dataset(
         dataset = dataset.cache()
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(prepare, num_parallel_calls=AUTOTUNE)
     return _with_autotune(dataset.prefetch(AUTOTUNE), autotune)

@@ -15,7 +15,8 @@ Settings (all plain data):
 - optimizer: a name of `helpers.optim.make_optimizer` and its peak learning rate (Lion takes ~10× less
   than AdamW, as its authors advise; SGD ~10× more);
 - augment: geometric augmentation settings or None;
-- train: epochs/patience scale factors applied to the run profile;
+- train: epochs/patience scale factors applied to the run profile (1 for every Table 1 row: every trained row,
+  member and student takes the profile's optimizer steps; only the "2x steps" ablations scale them);
 - inference: how a trained model predicts: `classes` ("all", or "foreground": argmax over classes 1-4 only,
   never class 0), flip test-time augmentation (`tta`), and `members`, the seeds soft-voted in an ensemble;
 - self_training: None, or a second round that adds the confident pixels of the model's own predictions on
@@ -110,12 +111,13 @@ ENTRIES = [
                 "ignoring background + 0.1 class-limit + 0.1 boundary) with the dynamic re-weighting rule "
                 "applied each epoch; the low-pass term is tried in notebook 03."},
     {"name": "Network 10", "reported": {"test": 50.43, "kaggle": 49.736}, "parents": ["Network 9"],
-     "delta": {"model": {"se": True, "dilated_bottleneck": True}, "train": {"epochs_scale": 2.0, "patience_scale": 2.0}},
+     "delta": {"model": {"se": True, "dilated_bottleneck": True}},
      "report": "Network 10 implements inside the Network 9 architecture the Squeeze-Excitation block and dilated "
                "convolutions. We tried making the training longer, but if failed on performance metrics and "
                "was abandoned.",
-     "reading": "Network 9 with dilated bottlenecks (rates 1, 2, 4, 8) followed by SE (reduction 16), trained "
-                "for twice the epochs and patience."},
+     "reading": "Network 9 with dilated bottlenecks (rates 1, 2, 4, 8) followed by SE (reduction 16), on the same "
+                "budget as every row; the 'longer training' is its own comparison in notebook 05 (Networks 9 and "
+                "10, each at 1x and 2x the steps), never a silent part of this row."},
     {"name": "Final Model", "reported": {"test": 61.76, "kaggle": 64.91}, "parents": ["Network 9"],
      "delta": {"model": {"initializer": "he_normal"}, "data": {"blend": True}},
      "report": "Final Model improves on Network 9 by adding He weights and image/mask blending.",
@@ -132,10 +134,16 @@ that most kept pixels are right, low enough to keep a useful share of them for m
 
 # The best teams' moves (issue: "Beyond the report"), each entry one step on the previous; the last is `Improved`.
 IMPROVED = [
-    {"name": "Improved (a) focal, no background", "parents": ["Baseline"], "track": BEYOND_THE_REPORT,
+    {"name": "Improved (0) clean, Final's schedule", "parents": ["Baseline"], "track": BEYOND_THE_REPORT,
+     "delta": {"data": {"split": "clean"}, "optimizer": {"name": "adamw_warmup_cosine"}},
+     "step": "the track's start: the Baseline UNet on the Final Model's clean split and warm-up + cosine schedule",
+     "reading": "The Baseline with the aliens out of its training part and the Final Model's AdamW warm-up + "
+                "cosine, so that every later step is compared on the Final Model's data and schedule."},
+    {"name": "Improved (a) focal, no background", "parents": ["Improved (0) clean, Final's schedule"],
+     "track": BEYOND_THE_REPORT,
      "delta": {"loss": {"terms": {"focal": 1.0}, "ignore_class": 0, "class_weights": {"cap": 10.0}}},
      "step": "background out of every loss term; focal loss with inverse-frequency class weights capped at 10",
-     "reading": "The Baseline UNet trained on focal loss alone, pixels labelled background left out of the loss "
+     "reading": "The (0) UNet trained on focal loss alone, pixels labelled background left out of the loss "
                 "(the moves of the UNet + SE and Multipath UNet teams)."},
     {"name": "Improved (b) never class 0", "parents": ["Improved (a) focal, no background"],
      "track": BEYOND_THE_REPORT, "delta": {"inference": {"classes": "foreground"}},
@@ -164,7 +172,8 @@ IMPROVED = [
                 "left unlabelled (class 0, out of the loss) elsewhere. No test label is used; transductive."},
 ]
 
-# Extra runs the notebooks use for ablations: each varies one entry and is shown in one notebook section.
+# Extra runs the notebooks use for ablations: each varies one entry (a row of its section, or an ablation before it)
+# and is shown in one notebook section; each quotes the report, or is marked beyond it (`track`, `step`).
 ABLATIONS = [
     *[{"name": f"Network 1 + {'+'.join(FEATURES[:i + 1])}", "varies": "Network 1",
        "delta": {"model": {"channels": FEATURES[:i + 1]}}, "section": "channels_one_at_a_time",
@@ -180,6 +189,19 @@ ABLATIONS = [
        "report": "In order to combine the two outputs given by the subnets we consider different techniques: "
                  "concatenation, addition, continuation and addition and fusion mechanism.",
        "reading": f"Network 8 with '{fusion}' fusion (notebook 05)."} for fusion in ("add", "continue_add", "gated")],
+    *[{"name": f"{row} / 2x steps", "varies": row, "delta": {"train": {"epochs_scale": 2.0, "patience_scale": 2.0}},
+       "section": "longer_training",
+       "report": "We tried making the training longer, but if failed on performance metrics and was abandoned.",
+       "reading": f"{row} trained for twice the optimizer steps of every other run (notebook 05)."}
+      for row in ("Network 9", "Network 10")],
+    {"name": "Final Model + flip TTA", "varies": "Final Model", "delta": {"inference": {"tta": True}},
+     "section": "improved_track", "track": BEYOND_THE_REPORT, "step": "the Final Model with Improved (e)'s flip TTA",
+     "reading": "The Final Model's own models predicting with flip TTA, as Improved (e) does (notebook 06)."},
+    {"name": "Final Model + flip TTA + 2-seed vote", "varies": "Final Model + flip TTA",
+     "delta": {"inference": {"members": 2}}, "section": "improved_track", "track": BEYOND_THE_REPORT,
+     "step": "the Final Model with Improved (f)'s flip TTA and 2-seed soft vote",
+     "reading": "A soft vote of two Final Models (seeds s and s + 1000), each with flip TTA, as Improved (f) does: "
+                "the Final Model given the track's inference moves, so training moves are measured apart."},
     {"name": "Network 9 / fixed weights", "varies": "Network 9", "delta": {"loss": {"dynamic": False}},
      "section": "loss_weights",
      "report": "Some loss weights are established before-hand by setting their weight as fixed, while other "
@@ -208,6 +230,8 @@ SECTIONS = {
     "final_rows": {"notebook": "05_final_training", "title": "Networks 6-10 and the Final Model",
                    "rows": ["Network 6", "Network 7", "Network 8", "Network 9", "Network 10", "Final Model"]},
     "fusion": {"notebook": "05_final_training", "title": "Fusion of the two subnets", "rows": ["Network 8"]},
+    "longer_training": {"notebook": "05_final_training", "title": "Longer training: Networks 9 and 10 at 1x and 2x",
+                        "rows": ["Network 9", "Network 10"]},
     "improved_track": {"notebook": "06_beyond_the_report", "title": "The Improved track, step by step",
                        "rows": ["Baseline", *[entry["name"] for entry in IMPROVED], "Final Model"]},
 }

@@ -61,8 +61,9 @@ def balanced_batches(n: int, batch_size: int) -> tuple[int, int]:
 
 
 def _labels_function(models: list, jit_compile: bool, run_eagerly: bool, decoding: dict):
-    """x (B, 64, 128, 1) -> uint8 labels (B, 64, 128): the members' soft vote (`helpers.ensemble`), each with flip
-    TTA if asked (`helpers.tta`), decoded by `helpers.pseudo_labels.decode`; compiled once per models and choices."""
+    """x (B, 64, 128, 1) -> uint8 labels (K, B, 64, 128), one map per entry of `decoding["classes"]`: the members'
+    soft vote (`helpers.ensemble`), each with flip TTA if asked (`helpers.tta`), decoded by
+    `helpers.pseudo_labels.decode`; compiled once per models and choices."""
     tta, classes, threshold = decoding["tta"], decoding["classes"], decoding["threshold"]
 
     def probabilities(members, x):
@@ -71,26 +72,30 @@ def _labels_function(models: list, jit_compile: bool, run_eagerly: bool, decodin
             calls = [lambda v, call=call: flip_tta(call, v) for call in calls]
         return calls[0](x) if len(calls) == 1 else soft_vote(calls, x)
 
+    def decoded(probs):
+        return tf.stack([decode(probs, choice, threshold) for choice in classes])
+
     if run_eagerly:
-        return lambda x: decode(probabilities(models, x), classes, threshold)
+        return lambda x: decoded(probabilities(models, x))
     compiled = _COMPILED.setdefault(models[0], {})
     choice = (tuple(id(m) for m in models), jit_compile, tta, classes, threshold)
     if choice not in compiled:
         refs = [weakref.ref(m) for m in models]  # the cache must not keep the models alive
 
         def labels(x):
-            return decode(probabilities([ref() for ref in refs], x), classes, threshold)
+            return decoded(probabilities([ref() for ref in refs], x))
 
         compiled[choice] = tf.function(labels, jit_compile=jit_compile, reduce_retracing=True)
     return compiled[choice]
 
 
 def predict_labels(model, images, *, batch_size: int | None = None, jit_compile="auto", run_eagerly: bool = False,
-                   tta: bool = False, classes: str = "all", threshold: float | None = None) -> np.ndarray:
+                   tta: bool = False, classes: str | tuple = "all", threshold: float | None = None):
     """Argmax class ids (N, 64, 128) uint8 of `model` on float images in [0, 1], (N, 64, 128) or (N, 64, 128, 1).
 
     `model` is a Keras model or a list of them (a soft-vote ensemble); `tta` averages the four flips; `classes`
-    "foreground" never predicts 0; `threshold` turns pixels predicted with less probability into 0
+    "foreground" never predicts 0, and a tuple of choices (e.g. ("all", "foreground")) returns a tuple of label
+    arrays, one per choice, from one forward pass; `threshold` turns pixels predicted with less probability into 0
     (pseudo-labels; `helpers.pseudo_labels.decode`).
 
     batch_size: None chooses per device (`choose_inference_settings`); N need not be a multiple of it,
@@ -101,17 +106,20 @@ def predict_labels(model, images, *, batch_size: int | None = None, jit_compile=
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     if not models:
         raise ValueError("predict_labels needs a model or a non-empty list of models")
-    check_classes(classes)
+    choices = tuple(check_classes(c) for c in ((classes,) if isinstance(classes, str) else classes))
+    if not choices:
+        raise ValueError("classes=() names no decoding: pass 'all', 'foreground' or a tuple of them")
     facts = {**device_facts(), "compute_dtype": models[0].dtype_policy.compute_dtype}
     settings = choose_inference_settings(facts, batch_size=batch_size, jit_compile=jit_compile)
     if len(images) == 0:
-        return np.zeros((0, *IMAGE_SHAPE), np.uint8)
+        empty = np.zeros((0, *IMAGE_SHAPE), np.uint8)
+        return empty if isinstance(classes, str) else tuple(empty for _ in choices)
     images = validate_images(images)[..., None]
     n = len(images)
     count, size = balanced_batches(n, settings["batch_size"])
     labels_of = _labels_function(models, settings["jit_compile"], run_eagerly,
-                                 {"tta": bool(tta), "classes": classes, "threshold": threshold})
-    out = np.empty((n, *IMAGE_SHAPE), np.uint8)
+                                 {"tta": bool(tta), "classes": choices, "threshold": threshold})
+    out = np.empty((len(choices), n, *IMAGE_SHAPE), np.uint8)
     pending = None
     for start in range(0, count * size, size):
         batch = images[start:start + size]
@@ -119,7 +127,7 @@ def predict_labels(model, images, *, batch_size: int | None = None, jit_compile=
             batch = np.concatenate([batch, np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)])
         result = (start, labels_of(tf.constant(batch)))
         if pending is not None:
-            out[pending[0]:pending[0] + size] = pending[1].numpy()[:n - pending[0]]
+            out[:, pending[0]:pending[0] + size] = pending[1].numpy()[:, :n - pending[0]]
         pending = result
-    out[pending[0]:] = pending[1].numpy()[:n - pending[0]]
-    return out
+    out[:, pending[0]:] = pending[1].numpy()[:, :n - pending[0]]
+    return out[0] if isinstance(classes, str) else tuple(out)

@@ -159,8 +159,8 @@ def kernel_summary(record: dict, submission, rows: int, budget) -> dict:
     return {"helpers_file": helpers.__file__, "helpers_modules": modules, "versions": record["versions"],
             "device": record["device_name"], "profile": record["profile"]["name"], "seed": record["seed"],
             "data": record["data"], "run_key": record["key"], "training": {
-                k: record["training"][k] for k in ("epochs_run", "best_epoch", "best_val_competition_miou", "seconds")},
-            "test": {k: record["test"][k] for k in ("competition_miou", "miou_1_4", "per_class_iou")},
+                k: record["training"][k] for k in ("epochs_run", "best_epoch", "best_val_miou_fg", "seconds")},
+            "test": {k: record["test"][k] for k in ("miou_fg", "competition_miou", "miou_1_4", "per_class_iou")},
             "leaderboard": record["leaderboard"], "submission": str(submission), "submission_rows": int(rows),
             "time_budget": {"seconds": budget.seconds, "stopped": budget.stopped,
                             "stopped_after_epoch": budget.stopped_after_epoch}}

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from helpers.metrics import scores
+from helpers.metrics import PRIMARY, miou_fg, scores
 from helpers.submission import load_test_labels
 
 __all__ = ["load_test_labels", "score_parts"]
 
 
-def score_parts(labels: dict, predictions: np.ndarray) -> dict:
-    """{"public": {...}, "private": {...}, "all": {...}} scores for predictions of the first n test images."""
+def score_parts(labels: dict, predictions: np.ndarray, foreground: np.ndarray | None = None) -> dict:
+    """{"public": {...}, "private": {...}, "all": {...}} scores for predictions of the first n test images; with
+    the same images' `foreground` argmax, each part also gets the primary score `miou_fg`."""
     masks = labels["test_masks"]
     n = len(predictions)
     if n > len(masks):
@@ -27,4 +28,6 @@ def score_parts(labels: dict, predictions: np.ndarray) -> dict:
     for part, ids in parts.items():
         ids = ids[ids < n]
         result[part] = {"n_images": int(len(ids)), **(scores(masks[ids], predictions[ids]) if len(ids) else {})}
+        if foreground is not None and len(ids):
+            result[part][PRIMARY] = miou_fg(masks[ids], foreground[ids])
     return result

@@ -6,10 +6,12 @@ Names (report, section 3 and Network 5):
 - "adamw_warmup_cosine": AdamW with a real warm-up: the rate rises linearly from 0 to `lr` over
   `warmup_epochs`, then follows a cosine down to 0 over the remaining epochs. (The original passed a
   warm-up target below the initial rate, so its "warm-up" was a linear decrease.)
-- "adamw_restarts": AdamW with cosine decay and warm restarts (first cycle `restart_epochs`, each
-  next cycle twice as long).
+- "adamw_restarts": AdamW with cosine decay and warm restarts (SGDR, each cycle twice as long as the one
+  before): two whole cycles, a third of the run then two thirds, so the run restarts once and ends at the
+  floor whatever its length.
 - "lion_plateau": Lion at a float rate plus a `ReduceLROnPlateau` callback that halves it when the
-  monitored validation score has not risen for `plateau_patience` epochs (Keras's
+  monitored validation score has not risen for `plateau_patience` epochs (pass one that fits the run:
+  `helpers.train.schedule_lengths`; Keras's
   ReduceLROnPlateau raises with a schedule, hence the float). Lion usually wants a rate 3-10x
   smaller than AdamW: pass it as `lr`.
 - "sgd": SGD, momentum 0.9, Nesterov, cosine decay to 0 over the run (usually wants a larger `lr`).
@@ -20,7 +22,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from helpers.constants import MONITOR
+
 OPTIMIZER_NAMES = ("adamw", "adamw_warmup_cosine", "adamw_restarts", "lion_plateau", "sgd")
+RESTART_T_MUL = 2.0
+"""Each warm-restart cycle is this many times as long as the one before (SGDR's usual doubling)."""
 
 
 def _check_positive_int(name, value):
@@ -35,7 +41,6 @@ def make_learning_rate(
     epochs: int,
     lr: float = 1e-3,
     warmup_epochs: int = 5,
-    restart_epochs: int = 10,
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """The learning rate `make_optimizer(name, ...)` uses: a float or a Keras schedule (per step)."""
     if name not in OPTIMIZER_NAMES:
@@ -57,11 +62,10 @@ def make_learning_rate(
             warmup_target=lr if warmup_steps else None,
             warmup_steps=warmup_steps,
         )
-    if name == "adamw_restarts":
-        _check_positive_int("restart_epochs", restart_epochs)
+    if name == "adamw_restarts":  # cycles T/3 and 2T/3: the second ends at the run's last step
         return keras.optimizers.schedules.CosineDecayRestarts(
-            initial_learning_rate=lr, first_decay_steps=restart_epochs * steps_per_epoch, t_mul=2.0, m_mul=1.0
-        )
+            initial_learning_rate=lr, first_decay_steps=total_steps / (1 + RESTART_T_MUL), t_mul=RESTART_T_MUL,
+            m_mul=1.0)
     return keras.optimizers.schedules.CosineDecay(initial_learning_rate=lr, decay_steps=total_steps)
 
 
@@ -74,8 +78,7 @@ def make_optimizer(
     weight_decay: float = 0.004,
     clipnorm: float | None = 1.0,
     warmup_epochs: int = 5,
-    restart_epochs: int = 10,
-    monitor: str = "val_competition_miou",
+    monitor: str = MONITOR,
     plateau_factor: float = 0.5,
     plateau_patience: int = 10,
 ) -> tuple[keras.optimizers.Optimizer, list[keras.callbacks.Callback]]:
@@ -90,7 +93,6 @@ def make_optimizer(
         epochs=epochs,
         lr=lr,
         warmup_epochs=warmup_epochs,
-        restart_epochs=restart_epochs,
     )
     common = {"learning_rate": learning_rate, "weight_decay": weight_decay, "clipnorm": clipnorm}
     if name == "lion_plateau":
@@ -106,7 +108,7 @@ def make_optimizer(
 def lr_curve(name: str, steps_per_epoch: int, epochs: int, **kwargs) -> np.ndarray:
     """Learning rate at each optimizer step 0 .. steps_per_epoch * epochs - 1, as float64.
 
-    Takes `make_learning_rate`'s keywords (lr, warmup_epochs, restart_epochs). For
+    Takes `make_learning_rate`'s keywords (lr, warmup_epochs). For
     "lion_plateau" this is the starting rate throughout: the plateau cuts depend on the validation
     scores of a real run (read them from its History, key "learning_rate").
     """

@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.ticker import MaxNLocator
 
-from helpers.constants import CLASS_NAMES, NUM_CLASSES
+from helpers.constants import CLASS_NAMES, MONITOR, NUM_CLASSES, PRIMARY
 
 CLASS_COLORS = ("#000000", "#b5651d", "#7f7f7f", "#f2d16b", "#d62728")  # background, soil, bedrock, sand, big rock
 MASK_CMAP = ListedColormap(CLASS_COLORS)
@@ -100,7 +100,7 @@ def channel_stack(image, stack, names):
     return fig
 
 
-def curves(records: dict, key: str = "val_competition_miou", ylabel: str | None = None):
+def curves(records: dict, key: str = MONITOR, ylabel: str | None = None):
     """Per-epoch history `key` of each run (first seed), one line per entry."""
     fig, ax = plt.subplots(figsize=(7, 3.4))
     for name, runs in records.items():
@@ -114,7 +114,7 @@ def curves(records: dict, key: str = "val_competition_miou", ylabel: str | None 
     return fig
 
 
-def score_bars(records: dict, path=("test", "competition_miou"), label="test mIoU (starter kit)"):
+def score_bars(records: dict, path=("test", PRIMARY), label="test mIoU (foreground argmax)"):
     """Mean (± std over seeds) of one score per entry."""
     names = list(records)
     values = [[_get(r, path) for r in runs] for runs in records.values()]
@@ -306,7 +306,7 @@ def prediction_grid(records: dict, images, run_folder, count: int = 5):
     return fig
 
 
-def step_gains(records: dict, paths=(("test", "competition_miou"), ("leaderboard", "private", "competition_miou")),
+def step_gains(records: dict, paths=(("test", PRIMARY), ("leaderboard", "private", PRIMARY)),
                labels=("test split", "LB private")):
     """One group of bars per entry, in the given order (a track of steps): mean ± std over seeds of each score
     in `paths`, every seed as a dot, and above each bar its gain over the previous entry (percent points)."""
@@ -326,7 +326,7 @@ def step_gains(records: dict, paths=(("test", "competition_miou"), ("leaderboard
                 ax.annotate(f"{means[i] - means[i - 1]:+.1f}", (x[i], means[i] + stds[i]), ha="center",
                             va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("mIoU (starter kit, %)")
+    ax.set_ylabel("mIoU, foreground argmax (%)")
     seeds = sorted({len(runs) for runs in records.values()})
     ax.set_title(f"each step's gain over the previous (mean ± std over {'/'.join(map(str, seeds))} seeds; dots: seeds)",
                  fontsize=9)

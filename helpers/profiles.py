@@ -3,22 +3,25 @@
 - `smoke`: for tests and the 5-minute look — every row trains on a handful of images for one epoch with tiny
   models; it checks the machinery, its numbers mean nothing.
 - `default`: the main job (`make table1`) — the whole Table 1 and the notebooks' ablations on 2 CPU cores:
-  quarter-width models, every row on its whole training split, batch 32, a fixed budget of `epochs` epochs
-  for every row (rows a notebook compares get the same budget; Network 10's "longer training" doubles it, as
-  the report says). Measured learning curves (`python -m benchmarks.learning_curves`, docs/training.md) set
-  what the budget should be; where it is cut to fit 2 CPU cores in 2 hours, `budget_note` says so in the
-  table's header.
+  quarter-width models, every row on its whole training split, batch 32, and one budget for every trained
+  row, ablation, ensemble member and student: `epochs` epochs of the same optimizer steps (an epoch is one
+  pass over the clean training part, `helpers.train.budget`; a larger split gets fewer passes). Network 10's
+  "longer training" is a comparison of its own (the "2x steps" ablations). Measured learning curves
+  (`python -m benchmarks.learning_curves`, docs/training.md) set what the budget should be; where it is cut
+  to fit 2 CPU cores in 2 hours, `budget_note` says so in the table's header.
 - `full`: the report's settings — full data and width, batch 64, up to 120 epochs with early stopping
   (patience 30) on the validation competition mIoU. Meant for a GPU or a Kaggle kernel.
 
 The rule for schedules, every profile alike (`helpers.train.schedule_lengths`, `patience_for`): a warm-up
-lasts at least one epoch; a cosine reaches its floor at the run's last planned epoch, and a run on such a
-schedule is not stopped early (EarlyStopping only restores its best epoch); warm restarts restart at least
-twice within the run. Constant-rate optimizers stop early after `patience` epochs without a better val mIoU.
+lasts at least one epoch; a cosine reaches its floor at the run's last planned step, and a run on such a
+schedule is not stopped early (EarlyStopping only restores its best epoch); warm restarts run two whole cycles
+and end at the floor; a plateau cut can fire within the run (patience a quarter of it). Constant-rate
+optimizers stop early after `patience` epochs without a better validation score (never within the default's
+budget, where patience = epochs, so every run takes its whole budget).
 
-`max_*` cap the number of images used from each split (None = all); `test_set_limit` caps the images of
-the competition test set that are predicted and scored leaderboard-style (the Final Model's submission
-always covers the whole test set). `deterministic` makes CPU reruns bit-identical (`helpers.determinism`)
+`max_*` cap the number of images used from each split (None = all; validation and test by one fixed draw, the
+same for every row); `test_set_limit`: the leaderboard-style scores of every row use the first that many
+images of the competition test set (None = all; the Final Model's submission still covers the whole set). `deterministic` makes CPU reruns bit-identical (`helpers.determinism`)
 at the price of XLA, which Keras turns off under op determinism: on for smoke runs, off where speed counts.
 `xla` is passed to `helpers.device.configure` ("auto": on for one device unless bfloat16 runs on a CPU;
 False: off). `run_eagerly` skips graph tracing, which costs more than a handful of smoke-sized steps.

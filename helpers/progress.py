@@ -14,6 +14,8 @@ from pathlib import Path
 
 import keras
 
+from helpers.constants import MONITOR, PRIMARY
+
 START = re.compile(r"^\[(\d+)/(\d+)\] (.+) \(seed (\d+)\): (training|reused)")
 FINISH = re.compile(r"^ +(.+) \(seed (\d+)\): trained in (\d+) s")
 
@@ -67,8 +69,8 @@ def finished(name: str, seed: int, seconds: float, record: dict) -> None:
     members = record.get("members")
     done = f"scored {len(members)} model(s) trained in {seconds:.0f} s" if members else f"trained in {seconds:.0f} s"
     say(f"    {name} (seed {seed}): {done}; best val mIoU "
-        f"{100 * (record['training']['best_val_competition_miou'] or 0):.1f} (epoch {record['training']['best_epoch']}), "
-        f"test mIoU {100 * record['test']['competition_miou']:.1f}")
+        f"{100 * (record['training']['best_val_miou_fg'] or 0):.1f} (epoch {record['training']['best_epoch']}), "
+        f"test mIoU {100 * record['test'][PRIMARY]:.1f}")
 
 
 class EpochLine(keras.callbacks.Callback):
@@ -83,7 +85,7 @@ class EpochLine(keras.callbacks.Callback):
         self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get("val_competition_miou")
+        value = (logs or {}).get(MONITOR)
         score = "" if value is None else f": val mIoU {100 * float(value):.1f}"
         name = f"{self.run} " if self.run else ""
         say(f"    {name}epoch {epoch + 1}/{self.epochs}{score} ({time.perf_counter() - self._started:.0f} s)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import math
 import os
 import platform
@@ -41,7 +42,7 @@ from helpers import pseudo_labels
 from helpers.device import configure, describe_device, multi_worker, strategy
 from helpers.leaderboard import load_test_labels, score_parts
 from helpers.losses import class_weights_from_masks, combined_loss, term_metrics
-from helpers.metrics import best_constant_score, scores, training_metrics
+from helpers.metrics import MONITOR, PRIMARY, best_constant_score, miou_fg, scores, training_metrics
 from helpers.models import build_model, count_params
 from helpers.optim import make_optimizer
 from helpers.profiles import get_profile
@@ -60,13 +61,35 @@ def _cap(indices: np.ndarray, limit: int | None, rng: np.random.Generator) -> np
     return np.sort(rng.choice(indices, size=limit, replace=False))
 
 
+SCORED_SUBSET_SEED = 0
+"""Seed of the profile's caps on the validation and test parts: one subset for every row and run seed."""
+
+
+def _digest(indices: np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()[:12]
+
+
 def prepare_arrays(settings: dict, profile: dict, data: MarsData, seed: int) -> dict:
-    """Train/val/test arrays for a run: the stored split, the profile's caps, then blending if asked."""
+    """Train/val/test arrays for a run: the shared split, the profile's caps, then blending if asked.
+
+    Every row is validated and tested on the same images (the clean split's, capped by one fixed draw); only
+    its training part depends on the row ("all" adds the aliens) and the run's seed (the cap's draw). The
+    budget is the same for every run: `steps_per_epoch` batches per epoch, from the size of the clean training
+    part (`budget`), however large the row's own training split (blending, aliens, pseudo-labels)."""
     split = make_split(data, variant=settings["data"]["split"])
-    rng = np.random.default_rng(seed)
-    parts = {part: _cap(getattr(split, part), profile[f"max_{part}"], rng) for part in ("train", "val", "test")}
+    reference = make_split(data, variant="clean")
+    parts = {"train": _cap(split.train, profile["max_train"], np.random.default_rng(seed)),
+             **{part: _cap(getattr(split, part), profile[f"max_{part}"],
+                           np.random.default_rng([SCORED_SUBSET_SEED, k]))
+                for k, part in enumerate(("val", "test"))}}
     arrays = {part: (data.train_images[idx], data.train_masks[idx]) for part, idx in parts.items()}
-    info = {"split": split.variant, "split_sizes": split.sizes(), "used": {p: int(len(i)) for p, i in parts.items()}}
+    reference_images = len(reference.train) if profile["max_train"] is None else min(len(reference.train),
+                                                                                     profile["max_train"])
+    info = {"split": split.variant, "split_sizes": split.sizes(), "used": {p: int(len(i)) for p, i in parts.items()},
+            "scored": {"test_split": {"images": int(len(parts["test"])), "digest": _digest(parts["test"])},
+                       "val_split": {"images": int(len(parts["val"])), "digest": _digest(parts["val"])},
+                       "leaderboard_images": profile["test_set_limit"]},
+            "budget": budget(reference_images, profile["batch_size"])}
     if settings["data"]["blend"]:
         images, masks, blend_info = blend_big_rocks(*arrays["train"], attempts_per_source=profile["blend_attempts"],
                                                     seed=seed)
@@ -76,15 +99,24 @@ def prepare_arrays(settings: dict, profile: dict, data: MarsData, seed: int) -> 
     return {"arrays": arrays, "indices": parts, "info": info}
 
 
-def schedule_lengths(epochs: int) -> dict:
-    """Warm-up and first restart period for a run of `epochs` epochs, so every schedule fits the run it is in.
+def budget(reference_images: int, batch_size: int) -> dict:
+    """The optimizer steps of one epoch, the same for every run of a profile: one pass over the clean training
+    part (`reference_images`). A run whose training split is larger (aliens kept, blending, self-training) takes
+    the same steps, so it sees each of its images fewer times, never more steps."""
+    return {"reference_images": int(reference_images), "batch_size": int(batch_size),
+            "steps_per_epoch": max(1, math.ceil(reference_images / batch_size))}
 
-    Warm-up: 1 epoch in runs of up to 10 epochs, then 1 epoch per 10, at most 5 (never 0, and always
-    shorter than the run). Warm restarts (cycles r, 2r, 4r, ...): r = epochs // 7, at least 1, so a
-    run of 4 epochs or more restarts at least twice within the run (after r and 3r epochs). Cosine decays reach their
-    floor at the last planned epoch (see `patience_for`)."""
+
+def schedule_lengths(epochs: int) -> dict:
+    """Warm-up and plateau patience for a run of `epochs` epochs, so every schedule fits the run it is in.
+
+    Warm-up: 1 epoch in runs of up to 10 epochs, then 1 epoch per 10, at most 5 (never 0, and always shorter
+    than the run). Plateau patience (Lion + ReduceLROnPlateau): a quarter of the run, at least 1 and at most
+    10, so a plateau can cut the rate within the run. Warm restarts run two whole cycles (a third of the run,
+    then two thirds) and end at the floor (`helpers.optim`); cosine decays reach their floor at the last planned
+    epoch (see `patience_for`)."""
     return {"warmup_epochs": max(1, min(5, epochs // 10, epochs - 1)) if epochs > 1 else 0,
-            "restart_epochs": max(1, epochs // 7)}
+            "plateau_patience": max(1, min(10, epochs // 4))}
 
 
 SCHEDULED_OPTIMIZERS = ("adamw_warmup_cosine", "adamw_restarts", "sgd")
@@ -159,7 +191,8 @@ def build(run_plan: dict, prepared: dict, *, callbacks=(), device: dict | None =
     augment = geometric_augmenter(**settings["augment"], seed=seed) if settings["augment"] else None
     batch_size = prof["batch_size"]
     train_ds = make_dataset(x_train, y_train, batch_size=batch_size, class_weights=class_weights, shuffle=True,
-                            augment=augment, seed=seed)
+                            augment=augment, seed=seed, repeat=True)
+    steps_per_epoch = prepared["info"]["budget"]["steps_per_epoch"]
     val_ds = make_dataset(x_val, y_val, batch_size=batch_size)
     epochs = run_plan["epochs"]
     eager = prof["run_eagerly"]
@@ -168,13 +201,14 @@ def build(run_plan: dict, prepared: dict, *, callbacks=(), device: dict | None =
         loss = combined_loss(loss_settings["terms"], ignore_class=loss_settings["ignore_class"])
         optimizer, optimizer_callbacks = make_optimizer(
             settings["optimizer"]["name"], lr=settings["optimizer"]["lr"],
-            steps_per_epoch=math.ceil(len(x_train) / batch_size), epochs=epochs, **schedule_lengths(epochs))
+            steps_per_epoch=steps_per_epoch, epochs=epochs, **schedule_lengths(epochs))
         model.compile(optimizer=optimizer, loss=loss, metrics=training_metrics(),
                       weighted_metrics=term_metrics(loss), run_eagerly=eager, jit_compile=device["jit_compile"] and not eager)
     lr_log = LearningRateLog()
     extra = [lr_log, *optimizer_callbacks, *([DynamicLossWeights(loss)] if loss_settings["dynamic"] else [])]
     return {"model": model, "loss": loss, "train_ds": train_ds, "val_ds": val_ds, "class_weights": class_weights,
             "lr_log": lr_log, "device": device, "epochs": epochs, "train_images": len(x_train),
+            "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
             "callbacks": training_callbacks(run_plan["folder"], patience=run_plan["patience"],
                                             extra=[*extra, *callbacks])}
 
@@ -183,32 +217,36 @@ def fit(built: dict, verbose: int | str = "auto") -> float:
     """Step 3: `model.fit` on the built datasets and callbacks (restores the best epoch); seconds taken."""
     started = time.perf_counter()
     built["model"].fit(built["train_ds"], validation_data=built["val_ds"], epochs=built["epochs"],
-                       callbacks=built["callbacks"], verbose=verbose, shuffle=False)
+                       steps_per_epoch=built["steps_per_epoch"], callbacks=built["callbacks"], verbose=verbose,
+                       shuffle=False)
     return time.perf_counter() - started
 
 
 def score_models(models: list, run_plan: dict, prepared: dict, data: MarsData, save_test_set: bool) -> dict:
-    """Score `models` (one, or an ensemble's members) with the run's inference settings: the held-out split
-    (predictions saved), and the competition test set (scored leaderboard-style where hidden labels exist;
-    with `save_test_set`, all of it predicted, saved and written as the Kaggle CSV)."""
+    """Score `models` (one, or an ensemble's members) on the held-out split (predictions saved) and on the
+    profile's leaderboard subset of the competition test set (the first `test_set_limit` images, the same for
+    every row; hidden labels where they exist). Each score twice, from one forward pass: the primary `miou_fg`
+    (foreground argmax) and the starter-kit metric under the row's own inference settings ("Kaggle-style").
+    With `save_test_set`, the whole test set is predicted, saved and written as the Kaggle CSV."""
     folder, prof, inference = run_plan["folder"], run_plan["profile"], run_plan["settings"]["inference"]
     options = {"batch_size": prof["batch_size"] * 4, "run_eagerly": prof["run_eagerly"], "tta": inference["tta"],
-               "classes": inference["classes"]}
+               "classes": (inference["classes"], "foreground")}
     started = time.perf_counter()
     x_test, y_test = prepared["arrays"]["test"]
-    test_pred = predict_labels(models, x_test, **options)
+    test_pred, test_fg = predict_labels(models, x_test, **options)
     np.savez_compressed(folder / "test_split_predictions.npz", indices=prepared["indices"]["test"],
-                        y_true=y_test, y_pred=test_pred)
-    limit = prof["test_set_limit"] if not save_test_set else None
-    test_set = data.test_images if limit is None else data.test_images[:limit]
-    test_set_pred = predict_labels(models, test_set, **options)
+                        y_true=y_test, y_pred=test_pred, y_pred_foreground=test_fg)
+    limit = prof["test_set_limit"]
+    test_set = data.test_images if save_test_set or limit is None else data.test_images[:limit]
+    test_set_pred, test_set_fg = predict_labels(models, test_set, **options)
     if save_test_set:
         np.savez_compressed(folder / "test_set_predictions.npz", y_pred=test_set_pred)
         write_submission(test_set_pred, folder / "submission.csv")
     leaderboard = None
     if data.source.labels_path:
-        leaderboard = score_parts(load_test_labels(data.source.labels_path), test_set_pred)
-    return {"test": scores(y_test, test_pred), "leaderboard": leaderboard,
+        leaderboard = score_parts(load_test_labels(data.source.labels_path), test_set_pred[:limit],
+                                  foreground=test_set_fg[:limit])
+    return {"test": {**scores(y_test, test_pred), PRIMARY: miou_fg(y_test, test_fg)}, "leaderboard": leaderboard,
             "constant_baseline": {"val": best_constant_score(prepared["arrays"]["val"][1]),
                                   "test": best_constant_score(y_test)},
             "eval_seconds": time.perf_counter() - started}
@@ -231,7 +269,7 @@ def make_record(run_plan: dict, built: dict, prepared: dict, data: MarsData, tra
                 evaluation: dict) -> dict:
     """Step 5: the run's JSON record (written by `run`): what ran, its history and its scores."""
     history = _history_from_csv(run_plan["folder"] / "history.csv")
-    monitor = "val_competition_miou"
+    monitor = MONITOR
     epochs_run = len(history.get("loss", []))
     class_weights = built["class_weights"]
     return {
@@ -243,10 +281,15 @@ def make_record(run_plan: dict, built: dict, prepared: dict, data: MarsData, tra
         "model": {"params": count_params(built["model"]), "width": run_plan["profile"]["width"]},
         "training": {"epochs_planned": run_plan["epochs"], "epochs_run": epochs_run, "patience": run_plan["patience"],
                      **schedule_lengths(run_plan["epochs"]),
+                     "steps_per_epoch": built["steps_per_epoch"], "batch_size": built["batch_size"],
+                     "steps": built["steps_per_epoch"] * epochs_run,
+                     "images_seen": built["steps_per_epoch"] * epochs_run * built["batch_size"],
+                     "train_split_images": built["train_images"], "monitor": monitor,
                      "best_epoch": int(np.argmax(history[monitor])) + 1 if history.get(monitor) else None,
-                     "best_val_competition_miou": max(history[monitor]) if history.get(monitor) else None,
+                     "best_val_miou_fg": max(history[monitor]) if history.get(monitor) else None,
                      "seconds": train_seconds,
-                     "images_per_second": built["train_images"] * max(1, epochs_run) / train_seconds,
+                     "images_per_second": built["steps_per_epoch"] * built["batch_size"] * max(1, epochs_run)
+                     / train_seconds,
                      "learning_rate_per_step": built["lr_log"].steps},
         "history": history,
         **evaluation,
@@ -403,7 +446,7 @@ def _run_predictor(run_plan: dict, data: MarsData, save_test_set: bool, again: d
                   "entry": entry_facts(name),
                   "settings": settings, "data": data.source.to_dict(), "prepared": prepared["info"],
                   "members": [{"name": m["name"], "key": m["key"], "seed": m["seed"],
-                               "test_competition_miou": m["test"]["competition_miou"]} for m in members],
+                               "test_miou_fg": m["test"][PRIMARY]} for m in members],
                   "training": {**first["training"], "seconds": sum(m["training"]["seconds"] for m in members),
                                "members": len(members)},
                   **evaluation,
@@ -508,8 +551,8 @@ def main(argv=None) -> int:
         return 2
     folder = run_dir(args.name, record["key"])
     print(json.dumps({"record": str(folder / "record.json"), "test": {k: record["test"][k] for k in
-                      ("competition_miou", "miou_1_4")}, "leaderboard": record["leaderboard"] and {
-                      part: record["leaderboard"][part].get("competition_miou") for part in ("public", "private")}},
+                      (PRIMARY, "competition_miou")}, "leaderboard": record["leaderboard"] and {
+                      part: record["leaderboard"][part].get(PRIMARY) for part in ("public", "private")}},
                      indent=1))
     return 0
 

@@ -177,13 +177,16 @@ def test_report_split_sizes_and_storage(isolated_dirs, competition_file):
     everything = make_split(data, variant="all")
     # 28 clean images: test = ceil(2.8) = 3, val = ceil(2.5) = 3, train = 22 (sklearn's rounding).
     assert clean.sizes() == {"train": 22, "val": 3, "test": 3}
-    assert everything.sizes() == {"train": 32, "val": 4, "test": 4}
     aliens = find_aliens(data.train_masks).indices
-    for split, n in ((clean, 28), (everything, 40)):
-        parts = np.concatenate([split.train, split.val, split.test])
-        assert len(np.unique(parts)) == len(parts) == n
+    # "all" = the clean split with the aliens added to its training part: the same validation and test images.
+    assert everything.sizes() == {"train": 22 + len(aliens), "val": 3, "test": 3}
+    np.testing.assert_array_equal(everything.train, np.sort(np.concatenate([clean.train, aliens])))
+    for part in ("val", "test"):
+        np.testing.assert_array_equal(getattr(everything, part), getattr(clean, part))
+    parts = np.concatenate([clean.train, clean.val, clean.test])
+    assert len(np.unique(parts)) == len(parts) == 28
     assert not np.isin(np.concatenate([clean.train, clean.val, clean.test]), aliens).any()
-    stored = split_path(data.source.fingerprint, "clean", 42)
+    stored = split_path(data.source.fingerprint, 42)
     assert json.loads(stored.read_text())["test"] == clean.test.tolist()
     # The stored split wins over recomputation: edit it and the edit is what comes back.
     payload = json.loads(stored.read_text())

@@ -120,3 +120,15 @@ def test_bad_settings_raise(model, kwargs, message):
 def test_bad_images_raise(model, images, message):
     with pytest.raises(ValueError, match=message):
         predict_labels(model, images)
+
+
+def test_two_decodings_from_one_pass_equal_two_calls(model):
+    images = _images(9, seed=3)
+    both = predict_labels(model, images, classes=("all", "foreground"), batch_size=4, jit_compile=False)
+    assert isinstance(both, tuple) and len(both) == 2
+    np.testing.assert_array_equal(both[0], predict_labels(model, images, batch_size=4, jit_compile=False))
+    np.testing.assert_array_equal(both[1], predict_labels(model, images, classes="foreground", batch_size=4,
+                                                          jit_compile=False))
+    assert both[1].min() >= 1
+    empty = predict_labels(model, images[:0], classes=("all", "foreground"))
+    assert [e.shape for e in empty] == [(0, 64, 128)] * 2

@@ -173,3 +173,33 @@ def test_best_constant_score_equals_keras_meaniou_of_the_constant():
     y_true, _ = random_pair(5, high=4)  # big rock absent
     best = metrics.best_constant_score(y_true)
     assert best["score"] == pytest.approx(keras_miou(y_true, np.full_like(y_true, best["class_id"])), abs=1e-6)
+
+
+def test_miou_fg_by_hand_and_unmoved_by_the_background_convention():
+    # Labelled pixels: 2 soil, 2 bedrock; 4 background pixels never count.
+    y_true = np.array([[1, 1, 2, 2, 0, 0, 0, 0]])
+    probs = np.zeros((1, 8, 5))
+    probs[0, :, 0] = 0.9  # background is every pixel's argmax ...
+    probs[0, [0, 1, 2], 1] = 0.1  # ... but soil leads the foreground on 3 pixels, bedrock on the rest
+    probs[0, [3, 4, 5, 6, 7], 2] = 0.1
+    foreground = metrics.foreground_labels(probs)
+    np.testing.assert_array_equal(foreground, [[1, 1, 1, 2, 2, 2, 2, 2]])
+    # soil: TP 2, FP 1 (a bedrock pixel) -> 2/3; bedrock: TP 1, FN 1 -> 1/2 (background pixels dropped).
+    assert metrics.miou_fg(y_true, foreground) == pytest.approx((2 / 3 + 1 / 2) / 2)
+    # The starter-kit metric of the plain argmax (all background) is 0, and x5/4 of the 4-class mean appears as
+    # soon as a model stops predicting 0 on labelled pixels: the artefact the primary score removes.
+    assert metrics.competition_miou(y_true, probs.argmax(-1)) == 0.0
+    with pytest.raises(ValueError, match="foreground argmax"):
+        metrics.miou_fg(y_true, probs.argmax(-1))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_foreground_keras_metric_equals_the_numpy_score(seed):
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 5, (3, 8, 16))
+    probs = rng.dirichlet(np.ones(5), size=(3, 8, 16)).astype("float32")
+    metric = metrics.ForegroundMeanIoU()
+    metric.update_state(y_true, probs)
+    expected = metrics.miou_fg(y_true, metrics.foreground_labels(probs))
+    assert float(metric.result()) == pytest.approx(expected, rel=1e-5)
+    assert metrics.ForegroundMeanIoU.from_config(metric.get_config()).name == metrics.PRIMARY

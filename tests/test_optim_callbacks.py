@@ -77,10 +77,12 @@ def test_warmup_cosine_rises_linearly_from_zero_then_follows_the_cosine():
 
 
 def test_restarts_jump_back_up_and_sgd_and_adamw_curves():
-    restarts = lr_curve("adamw_restarts", 4, 12, lr=1e-3, restart_epochs=2)
+    restarts = lr_curve("adamw_restarts", 4, 12, lr=1e-3)
     jumps = np.flatnonzero(np.diff(restarts) > 0) + 1
-    np.testing.assert_array_equal(jumps, [8, 24])  # cycles of 2, then 4, then 8 epochs of 4 steps
-    assert restarts[8] == pytest.approx(1e-3) and restarts[24] == pytest.approx(1e-3)
+    np.testing.assert_array_equal(jumps, [16])  # two cycles: 16 then 32 of the run's 48 steps
+    assert restarts[0] == restarts[16] == pytest.approx(1e-3)
+    by_hand = 0.5e-3 * (1 + np.cos(np.pi * (47 - 16) / 32))
+    assert restarts[-1] == pytest.approx(by_hand, rel=1e-5) and restarts[-1] < 0.01 * 1e-3
     sgd = lr_curve("sgd", 4, 5, lr=0.01)
     np.testing.assert_allclose(sgd, 0.005 * (1 + np.cos(np.pi * np.arange(20) / 20)), rtol=1e-5)
     np.testing.assert_array_equal(lr_curve("adamw", 2, 3, lr=3e-4), np.full(6, 3e-4))
@@ -93,7 +95,7 @@ def test_lion_plateau_halves_a_float_rate_when_the_score_stalls():
     plateau.set_model(model)
     plateau.on_train_begin()
     for epoch, score in enumerate([0.30, 0.40, 0.39, 0.40]):
-        plateau.on_epoch_end(epoch, {"val_competition_miou": score})
+        plateau.on_epoch_end(epoch, {"val_miou_fg": score})
     assert float(optimizer.learning_rate) == pytest.approx(5e-5)
 
 
@@ -110,7 +112,7 @@ def test_dynamic_rule_by_hand():
 
 def test_dynamic_weights_need_the_logged_scores():
     rule = DynamicLossWeights(losses.combined_loss(losses.FINAL_MIX))
-    with pytest.raises(ValueError, match="val_competition_miou"):
+    with pytest.raises(ValueError, match="val_miou_fg"):
         rule.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5})
 
 
@@ -179,10 +181,10 @@ def test_backup_resumes_after_the_last_finished_epoch(tmp_path):
     assert not (tmp_path / "backup").exists()
 
 
-def test_training_callbacks_monitor_the_competition_score(tmp_path):
+def test_training_callbacks_monitor_the_primary_score(tmp_path):
     callbacks = training_callbacks(tmp_path, patience=7)
     early = next(c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping))
-    assert (early.monitor, early.patience, early.restore_best_weights) == ("val_competition_miou", 7, True)
+    assert (early.monitor, early.patience, early.restore_best_weights) == ("val_miou_fg", 7, True)
     assert early.mode == "max"
     assert any(isinstance(c, keras.callbacks.BackupAndRestore) for c in callbacks)
     assert any(isinstance(c, StopOnNaN) for c in callbacks)
@@ -206,20 +208,34 @@ def tiny_model_fit(x, y, callback):
     return model.fit(x, y, batch_size=4, epochs=3, callbacks=[callback], verbose=0)
 
 
-@pytest.mark.parametrize("epochs", [2, 4, 6, 12, 120])
+def _profile_lengths():
+    """Every run length a profile plans: its epochs, and twice them (the "2x steps" ablations)."""
+    from helpers.experiments import ABLATIONS, resolve
+    from helpers.profiles import PROFILES
+
+    scales = sorted({resolve(a["name"])["train"]["epochs_scale"] for a in ABLATIONS} | {1.0})
+    return sorted({max(1, round(p["epochs"] * scale)) for p in PROFILES.values() for scale in scales} | {2, 4})
+
+
+@pytest.mark.parametrize("epochs", _profile_lengths())
 def test_schedules_fit_the_run_they_are_in(epochs):
     from helpers.train import patience_for, schedule_lengths
 
     lengths, steps = schedule_lengths(epochs), 40
-    assert 1 <= lengths["warmup_epochs"] < epochs, "a warm-up lasts at least one epoch, never the whole run"
-    warm = lr_curve("adamw_warmup_cosine", steps, epochs, lr=1e-3, **lengths)
+    assert 0 <= lengths["warmup_epochs"] < epochs, "a warm-up never lasts the whole run"
+    assert lengths["warmup_epochs"] >= 1 or epochs == 1, "a warm-up lasts at least one epoch where the run has two"
+    rates = {k: v for k, v in lengths.items() if k == "warmup_epochs"}
+    warm = lr_curve("adamw_warmup_cosine", steps, epochs, lr=1e-3, **rates)
     ramp = warm[:lengths["warmup_epochs"] * steps]
     assert np.all(np.diff(ramp) > 0) and warm[len(ramp)] == pytest.approx(1e-3)
-    assert warm[-1] < 0.05 * 1e-3, "the cosine reaches its floor at the run's last step"
+    assert warm[-1] < 0.01 * 1e-3, "the cosine reaches its floor at the run's last step"
     assert patience_for("adamw_warmup_cosine", epochs, 1) == epochs, "scheduled runs are not stopped early"
-    if epochs >= 4:
-        restarts = lr_curve("adamw_restarts", steps, epochs, lr=1e-3, **lengths)
-        assert len(np.flatnonzero(np.diff(restarts) > 0)) >= 2, "warm restarts restart at least twice"
+    restarts = lr_curve("adamw_restarts", steps, epochs, lr=1e-3)
+    jumps = np.flatnonzero(np.diff(restarts) > 0) + 1
+    assert len(jumps) == 1 and restarts[jumps[0]] > 0.95e-3, "two whole cycles: one restart, back up to the peak"
+    assert restarts[-1] < 0.01 * 1e-3, "warm restarts end at the floor"
+    if epochs >= 2:
+        assert lengths["plateau_patience"] < epochs, "a plateau cut can fire within the run"
 
 
 def test_time_budget_stops_before_the_epoch_that_would_overrun_and_the_best_epoch_is_restored():

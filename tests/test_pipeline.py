@@ -81,7 +81,7 @@ def test_whole_pipeline_in_the_smoke_profile(smoke_data, smoke_records, monkeypa
         assert json.loads((out / "results" / f"{name}.json").read_text())["profile"] == "smoke"
     table = result["table"]["md"].read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| Model")]
-    assert len(rows) == 19 and "missing" not in table and "synthetic" in table  # 12 rows + the Improved track's 7
+    assert len(rows) == 20 and "missing" not in table and "synthetic" in table  # 12 rows + the Improved track's 8
     assert rows[12].startswith("| Improved (a) focal, no background (beyond the report) |")
     ids, _ = read_submission(out / "submission.csv", n_images=len(smoke_data.test_images))
     assert len(ids) == len(smoke_data.test_images)

@@ -28,5 +28,5 @@ def test_a_run_is_logged_once_and_reuses_after_that_are_only_printed(tmp_path, m
 def test_epoch_lines_name_their_run(capsys):
     line = progress.EpochLine(8, "Network 6 (seed 1)")
     line.on_epoch_begin(2)
-    line.on_epoch_end(2, {"val_competition_miou": 0.241})
+    line.on_epoch_end(2, {"val_miou_fg": 0.241})
     assert capsys.readouterr().out.startswith("    Network 6 (seed 1) epoch 3/8: val mIoU 24.1 (")

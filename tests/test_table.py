@@ -15,7 +15,8 @@ from helpers.records import code_fingerprint, run_dir
 Y_TRUE = np.kron(np.array([[[1, 1, 2, 3]]]), np.ones((64, 32), dtype=np.uint8)).repeat(2, axis=0)  # (2, 64, 128)
 
 
-def fake_record(name, seed=0, *, test=0.5, best_val=0.6, constant=0.25, y_pred=None, settings=None, code=None):
+def fake_record(name, seed=0, *, test=0.5, best_val=0.6, constant=0.25, y_pred=None, settings=None, code=None,
+                history=None, scored=("d" * 12, None), images_seen=48):
     """A finished-run record with the fields the table reads; saves test-split predictions when given."""
     key = hashlib.sha256(f"{name}/{seed}".encode()).hexdigest()[:12]
     record = {"status": "finished", "name": name, "key": key, "seed": seed, "finished_at": "2024-01-01T00:00:00",
@@ -24,10 +25,12 @@ def fake_record(name, seed=0, *, test=0.5, best_val=0.6, constant=0.25, y_pred=N
                           "max_val": 1, "max_test": 2, "test_set_limit": None},
               "data": {"kind": "synthetic", "path": "/x/smoke.npz", "fingerprint": "f" * 16},
               "settings": settings or resolve(name), "device_name": "cpu",
-              "history": {"val_competition_miou": [best_val / 2, best_val]},
-              "training": {"best_val_competition_miou": best_val, "epochs_run": 2, "seconds": 1.0},
+              "history": {"val_miou_fg": history or [best_val, best_val]},
+              "training": {"best_val_miou_fg": best_val, "epochs_run": 2, "seconds": 1.0, "images_seen": images_seen},
+              "prepared": {"scored": {"test_split": {"images": 2, "digest": scored[0]}, "leaderboard_images": scored[1]},
+                           "budget": {"steps_per_epoch": 3, "batch_size": 8, "reference_images": 24}},
               "model": {"params": 10},
-              "test": {"competition_miou": test, "miou_1_4": test}, "leaderboard": None}
+              "test": {"miou_fg": test, "competition_miou": test, "miou_1_4": test}, "leaderboard": None}
     if constant is not None:
         record["constant_baseline"] = {"val": {"score": constant, "class_id": 1, "per_class": [0, constant, 0, 0, 0]},
                                        "test": best_constant_score(Y_TRUE)}
@@ -71,9 +74,13 @@ def test_table_shows_flags_and_the_constant_predictor(isolated_dirs):
     line = next(row for row in text.splitlines() if row.startswith("| Network 1 |"))
     assert line.endswith(f"| {table.DID_NOT_LEARN} |") and "| 15.00 |" in line
     assert next(row for row in text.splitlines() if row.startswith("| Baseline |")).endswith("| 1 |  |")
-    assert next(row for row in text.splitlines() if row.startswith("| Network 4 |")).count(table.MISSING) == 6
+    assert next(row for row in text.splitlines() if row.startswith("| Network 4 |")).count(table.MISSING) == 8
     constant = 100 * best_constant_score(Y_TRUE)["score"]
-    assert f"Best constant predictor on the test split: split `all`: {constant:.2f} (soil everywhere)" in text
+    assert f"Best constant predictor on the test split: {constant:.2f} (soil everywhere)" in text
+    assert "Scored on: 1 test split(s) and leaderboard subset(s) for every row" in text
+    assert "3 steps of 8 images per epoch" in text
+    assert (f"Rows below twice the best constant predictor ({2 * constant:.2f}) on the primary score: "
+            "Baseline, Network 1, Network 2, Network 3." in text)
     assert "Spearman ρ" in text and "untuned" in text
     with paths["csv"].open() as handle:
         rows = list(csv.DictReader(handle))
@@ -102,22 +109,45 @@ def test_constant_score_from_saved_predictions_for_old_records(isolated_dirs):
     assert table.constant_test_score(fake_record("Network 1", constant=None)) is None
 
 
-def test_difference_is_real_only_beyond_the_seed_spread():
-    assert not table.difference_is_real([0.5], [0.1])  # one seed: never
-    assert not table.difference_is_real([0.50, 0.52, 0.48], [0.49, 0.45, 0.53])  # within the spread
+def test_difference_is_real_only_beyond_twice_the_spread_of_paired_differences():
+    assert not table.difference_is_real([0.5], [0.1])  # one pair: never
+    assert not table.difference_is_real([0.50, 0.52, 0.48], [0.49, 0.45, 0.53])  # diffs .01 .07 -.05
     assert table.difference_is_real([0.60, 0.61, 0.59], [0.40, 0.42, 0.41])
-    assert not table.difference_is_real([0.5, 0.7], [0.45, 0.5])  # diff 0.125 < std 0.141
+    assert not table.difference_is_real([0.5, 0.7], [0.45, 0.5])  # mean .125 < 2 x std .106
+    # Paired: seeds that move both rows alike do not hide a steady gain (unpaired stds are 0.1 a side).
+    assert table.difference_is_real([0.5, 0.7, 0.6], [0.45, 0.66, 0.54])
 
 
-def test_compare_says_when_a_difference_is_not_called_real(isolated_dirs):
-    chosen = {"Baseline": [fake_record("Baseline", test=0.4)], "Network 1": [fake_record("Network 1", test=0.5)]}
-    assert "+10.00 points" in table.compare(chosen, "Network 1", "Baseline")
-    assert "not called real" in table.compare(chosen, "Network 1", "Baseline")
-    seeds = {name: [fake_record(name, s, test=t + 0.01 * s) for s in range(3)]
-             for name, t in (("Baseline", 0.4), ("Network 1", 0.5))}
-    assert "real, beyond the seed spread" in table.compare(seeds, "Network 1", "Baseline")
-    seeds["Network 1"][0] = fake_record("Network 1", 0, test=0.5, best_val=0.1)
+def test_compare_pairs_seeds_and_names_the_spread_it_beat(isolated_dirs):
+    one = {"Baseline": [fake_record("Baseline", test=0.4)], "Network 1": [fake_record("Network 1", test=0.5)],
+           "Network 2": [fake_record("Network 2", test=0.43)]}
+    line = table.compare(one, "Network 1", "Baseline")
+    assert "+10.00 points" in line and ": real, +10.00 > 2 x 2.50 (one seed: the seed spread measured" in line
+    assert ": not a finding, +3.00 <= 2 x 2.50" in table.compare(one, "Network 2", "Baseline")
+    seeds = {name: [fake_record(name, s, test=t + 0.05 * s) for s in range(3)]
+             for name, t in (("Baseline", 0.4), ("Network 1", 0.42))}
+    assert ": real, +2.00 > 2 x 0.00 (std of the 3 paired differences)" in table.compare(seeds, "Network 1", "Baseline")
+    seeds["Network 1"][0] = fake_record("Network 1", 0, test=0.42, best_val=0.1)
     assert "Network 1 did not learn (1 of 3 seeds)" in table.compare(seeds, "Network 1", "Baseline")
+
+
+def test_controls_refuse_other_test_images_and_a_rising_row_against_a_plateau(isolated_dirs):
+    rising = [0.1, 0.2, 0.3, 0.4]  # the last quarter beats the rest by 10 points
+    assert table.still_rising(fake_record("Network 1", history=rising))
+    assert not table.still_rising(fake_record("Network 1", history=[0.1, 0.4, 0.405, 0.41]))  # +1 point: plateau
+    assert table.still_rising(fake_record("Network 1", history=[0.5])) is None
+    chosen = {"Baseline": [fake_record("Baseline", test=0.3, history=[0.2, 0.3, 0.3, 0.3])],
+              "Network 1": [fake_record("Network 1", test=0.6, history=rising)],
+              "Network 2": [fake_record("Network 2", test=0.6, scored=("e" * 12, None))],
+              "Network 3": [fake_record("Network 3", test=0.6, history=[0.2, 0.3, 0.3, 0.3], images_seen=96)]}
+    assert table.flags(chosen)["Network 1"] == [table.RISING]
+    line = table.compare(chosen, "Network 1", "Baseline")
+    assert ": not compared," in line and "Network 1 still rising, the other at its plateau" in line
+    line = table.compare(chosen, "Network 2", "Baseline")
+    assert ": not compared," in line and "scored on different test images" in line
+    line = table.compare(chosen, "Network 3", "Baseline")  # a budget difference is stated, not hidden
+    assert ": real," in line and "images seen differ (Network 3: [96], Baseline: [48])" in line
+    assert not table.beats(chosen, "Network 1", "Baseline")["beats"]
 
 
 def test_rank_vs_report_orders_rows_and_gives_spearman(isolated_dirs):

@@ -13,6 +13,7 @@ from helpers import synthetic, train
 from helpers.experiments import IMPROVED, TABLE1
 from helpers.profiles import get_profile
 from helpers.records import all_records, code_fingerprint, run_dir, run_key
+from helpers.leaderboard import load_test_labels, score_parts
 from helpers.submission import read_submission
 from helpers.table import MISSING, ROWS, write_table
 
@@ -108,12 +109,22 @@ def test_submission_csv_scores_as_the_record_says(smoke_records, smoke_data):
     csv = run_dir("Final Model", record["key"]) / "submission.csv"
     ids, masks = read_submission(csv, n_images=len(smoke_data.test_images))
     assert ids.tolist() == list(range(len(smoke_data.test_images)))
+    labels = load_test_labels(smoke_data.source.labels_path)
+    whole = score_parts(labels, masks)
+    limit = record["profile"]["test_set_limit"]
+    assert limit < len(masks) and record["leaderboard"]["n_predicted"] == limit
+    with np.load(run_dir("Final Model", record["key"]) / "test_split_predictions.npz") as saved:
+        assert saved["y_pred_foreground"].min() >= 1
+    subset = score_parts(labels, masks[:limit])
     for part in ("public", "private"):
         result = run_module("helpers.submission", "score", str(csv), "--labels", smoke_data.source.labels_path,
                             "--part", part)
         assert result.returncode == 0, result.stderr
         printed = float(re.search(r"competition_miou: ([0-9.]+)", result.stdout).group(1))
-        assert printed == pytest.approx(record["leaderboard"][part]["competition_miou"], abs=1e-6)
+        assert printed == pytest.approx(whole[part]["competition_miou"], abs=1e-6)
+        # Table 1 scores every row on the same first `test_set_limit` images, the Final Model included.
+        assert record["leaderboard"][part]["competition_miou"] == pytest.approx(subset[part]["competition_miou"])
+        assert record["leaderboard"][part]["n_images"] == subset[part]["n_images"]
 
 
 def test_table_renders_from_records_alone(smoke_records, tmp_path):
@@ -140,7 +151,7 @@ def test_table_renders_from_records_alone(smoke_records, tmp_path):
     (runs / "Baseline_seed1" / "record.json").write_text(json.dumps(second))
     text = write_table(profile="smoke", records=all_records(runs), out_dir=tmp_path)["md"].read_text()
     network4 = next(line for line in text.splitlines() if line.startswith("| Network 4 |"))
-    assert network4.count(MISSING) == 6  # four scores, training time and epochs
+    assert network4.count(MISSING) == 8  # five scores, images seen, training time and epochs
     values = 100 * np.array([smoke_records["Baseline"]["test"]["competition_miou"], second["test"]["competition_miou"]])
     baseline = next(line for line in text.splitlines() if line.startswith("| Baseline |"))
     assert f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" in baseline
@@ -175,7 +186,7 @@ def test_two_workers_fill_one_store_without_duplicates(smoke_data, tmp_path):
     assert sorted(trained) == sorted(names), "each run trained once, by one of the two workers"
     assert all(": trained" in out for out, _ in outputs), "both workers took a share"
     folders = sorted((tmp_path / "runs").iterdir())
-    assert len(folders) == len(names) + 3  # ensemble members: (d) at seed 1000, Improved's two self-trained ones
+    assert len(folders) == len(names) + 4  # members: (d) and the Final Model at seed 1000, Improved's two students
     for folder in folders:
         assert (folder / "record.json").exists() and not (folder / ".claim").exists()
         assert not (folder / "backup").exists()
