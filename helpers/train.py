@@ -361,7 +361,7 @@ def _labels_current(record: dict, data: MarsData) -> bool:
         data.source.labels_fingerprint is not None or record.get("leaderboard") is None)
 
 
-def rescore_leaderboard(record: dict, data: MarsData, *, claimed: bool = False) -> dict:
+def rescore_leaderboard(record: dict, data: MarsData, *, claimed: bool = False, wait: bool = True) -> dict:
     """The record, its leaderboard scored again against `data`'s labels when they are not the ones it was scored
     with (`_labels_current`), and saved.
 
@@ -372,7 +372,7 @@ def rescore_leaderboard(record: dict, data: MarsData, *, claimed: bool = False) 
     if _labels_current(record, data):
         return record
     folder = run_dir(record["name"], record["key"])
-    with contextlib.nullcontext() if claimed else claims.claimed(folder):
+    with contextlib.nullcontext() if claimed else claims.claimed(folder, wait=wait):
         leaderboard = None
         if data.source.labels_path:
             saved = folder / "test_set_predictions.npz"
@@ -419,12 +419,12 @@ def run(name: str, data: MarsData | None = None, profile="default", seed: int = 
     promoting = (folder / STAGING / "record.json").exists()  # a promotion cut short: finish it under the claim
     if not promoting and _fresh(record := read_record(record_path), force):
         progress.announce(name, seed, "reused")
-        return rescore_leaderboard(record, data)
+        return rescore_leaderboard(record, data, wait=wait)
     if reuse_stale is None:
         reuse_stale = os.environ.get("MARS_REUSE_STALE") == "1"
     if reuse_stale and not force and (stale := stale_record(run_plan, data)) is not None:
         progress.announce(name, seed, "reused (trained by older code)")
-        return rescore_leaderboard(stale, data)
+        return rescore_leaderboard(stale, data, wait=wait)
     if save_test_set is None:
         save_test_set = name in SUBMITTED_ENTRIES and run_plan["role"] != "member"
     again = {"data": data, "profile": profile, "force": force, "verbose": verbose, "callbacks": callbacks,
