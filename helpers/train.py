@@ -8,8 +8,10 @@ parts like the leaderboard. Predictions follow the entry's `inference` settings 
 TTA). An entry that trains nothing of its own, or soft-votes K members, is a *predictor*: it runs its trainer's
 members (`helpers.experiments.trainer`, `member_seeds`) and scores their ensemble. A self-training entry first
 runs its teacher (its parent) and adds the teacher's confident test-set predictions to the training split. It writes one JSON record per run (atomically), with the history and the best
-model beside it. A finished record is reused unless `force=True`; an interrupted run resumes from its last
-finished epoch (Keras `BackupAndRestore` in the run folder).
+model beside it. A finished record is reused unless `force=True` (its leaderboard re-scored when the hidden labels
+differ: `rescore_leaderboard`); a run trains in the run folder's `staging/` and replaces the finished files only
+when complete (`_promote`), and an interrupted run resumes from its last finished epoch (Keras `BackupAndRestore`
+in `staging/backup`), its record marked `training.resumed` with the seconds of every part summed.
 
     from helpers.train import run
     record = run("Network 3", profile="smoke", seed=0)
