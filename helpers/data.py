@@ -43,6 +43,7 @@ class DataSource:
     fingerprint: str  # sha256 (first 16 hex digits) of the canonical uint8 arrays
     labels_path: str | None = None  # hidden test masks (synthetic data only)
     found_by: str = "path"  # which rule of the search order found it
+    labels_fingerprint: str | None = None  # content hash of those labels (`helpers.submission.labels_fingerprint`)
 
     @property
     def is_synthetic(self) -> bool:
@@ -83,12 +84,25 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if path.stat().st_size == 0:
         _fail(path, "file is empty", "re-download or regenerate it")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            shape = getattr(loaded, "shape", "?")
+            _fail(path, f"a plain .npy array (shape {shape}), not an .npz archive",
+                  "save the arrays by name: np.savez(path, training_set=..., test_set=...)")
+        with loaded as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except PermissionError:
+        _fail(path, "permission denied", "make the file readable (chmod a+r) or copy it somewhere you can read")
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zipfile.LargeZipFile) as exc:
+        if isinstance(exc, DataError):
+            raise
         reason = "not a zip archive" if not zipfile.is_zipfile(path) else (str(exc).splitlines() or [type(exc).__name__])[0]
         _fail(path, f"not a readable .npz file (truncated or another format: {reason})",
               "re-download it or regenerate it with `python -m helpers.synthetic`")
+    odd = [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]
+    if odd:
+        _fail(path, f"member(s) {', '.join(odd)} are not .npy arrays", "keep only arrays saved with np.savez in the file")
+    return arrays
 
 
 def _check_numeric(path, key: str, array: np.ndarray) -> None:
@@ -102,6 +116,8 @@ def _check_numeric(path, key: str, array: np.ndarray) -> None:
 
 
 def _check_grey_levels(path, key: str, images: np.ndarray) -> None:
+    """Whole grey levels 0..255 in every image: not standardised, not scaled to 0..1 (all images, or some of
+    them: an image whose maximum is at most 1 and that holds a fraction), not fractional."""
     low, high = float(images.min()), float(images.max())
     if low < 0 or high > 255:
         _fail(path, f"'{key}' pixels span {low:g}..{high:g}, outside grey levels 0..255",
@@ -109,6 +125,19 @@ def _check_grey_levels(path, key: str, images: np.ndarray) -> None:
     if high <= 1.0:
         _fail(path, f"'{key}' pixels all lie in 0..1: they look already scaled",
               "store raw grey levels 0..255 (multiply by 255 before saving)")
+    if images.dtype.kind != "f":
+        return
+    fractional = (images != np.round(images)).reshape(len(images), -1)
+    scaled = int((fractional.any(axis=1) & (images.reshape(len(images), -1).max(axis=1) <= 1.0)).sum())
+    if scaled:
+        _fail(path, f"'{key}' mixes scales: {scaled} image(s) lie in 0..1 (already scaled), "
+                    f"{len(images) - scaled} in 0..255",
+              "store every image as raw grey levels 0..255 (multiply the scaled ones by 255)")
+    if fractional.any():
+        examples = np.unique(images[fractional.reshape(images.shape)])[:3]
+        _fail(path, f"'{key}' holds {int(fractional.sum())} fractional grey levels (e.g. "
+                    f"{', '.join(f'{v:g}' for v in examples)}), not whole levels 0..255",
+              "store whole grey levels (round them before saving if that is what you mean)")
 
 
 def validate_arrays(path, training_set: np.ndarray, test_set: np.ndarray) -> None:
@@ -157,10 +186,10 @@ def read_competition_file(path, *, kind: str | None = None, found_by: str = "pat
     test_u8 = np.rint(test_set).astype(np.uint8)
     labels = _labels_beside(path)
     source = DataSource(kind=kind or ("synthetic" if labels else "real"), path=str(path.resolve()),
-                        fingerprint=fingerprint(images_u8, masks, test_u8),
-                        labels_path=str(labels) if labels else None, found_by=found_by)
-    return MarsData(train_images=images_u8.astype(np.float32) / 255.0, train_masks=masks,
+                        fingerprint=fingerprint(images_u8, masks, test_u8), found_by=found_by)
+    data = MarsData(train_images=images_u8.astype(np.float32) / 255.0, train_masks=masks,
                     test_images=test_u8.astype(np.float32) / 255.0, source=source)
+    return with_labels(data, labels) if labels else data
 
 
 def _labels_beside(path: Path) -> Path | None:
@@ -222,23 +251,27 @@ def load_mars(path=None, labels=None) -> MarsData:
         if not labels.is_file():
             _fail(labels, "labels file not found", "pass the *_test_labels.npz written beside the synthetic data, "
                                                    "or a (N, 64, 128) .npy of test masks")
-        data = replace(data, source=replace(data.source, labels_path=str(labels.resolve())))
-    if data.source.labels_path:
-        _check_labels(Path(data.source.labels_path), len(data.test_images))
+        data = with_labels(data, labels)
     return data
 
 
-def _check_labels(path: Path, n_test: int) -> None:
-    """Validate a hidden-labels file before any work starts: readable, well formed, one mask per test image."""
-    from helpers.submission import SubmissionError, load_test_labels
+def with_labels(data: MarsData, path: Path) -> MarsData:
+    """`data` with hidden test labels from `path`, validated before any work starts (readable, well formed, one
+    mask per test image, public and private parts that split the test set) and fingerprinted: the leaderboard
+    scores of a record are keyed by that fingerprint (`helpers.train.run` re-scores on a change)."""
+    from helpers.submission import SubmissionError, labels_fingerprint, load_test_labels
 
+    path = Path(path)
     try:
-        n_labels = len(load_test_labels(path)["test_masks"])
+        labels = load_test_labels(path)
     except SubmissionError as error:
         raise DataError(str(error)) from None
+    n_labels, n_test = len(labels["test_masks"]), len(data.test_images)
     if n_labels != n_test:
         _fail(path, f"{n_labels} test masks for {n_test} test images",
               "pass the labels of this data file's test_set, one (64, 128) mask per test image, in file order")
+    return replace(data, source=replace(data.source, labels_path=str(path.resolve()),
+                                        labels_fingerprint=labels_fingerprint(labels)))
 
 
 def summarize(data: MarsData) -> dict:

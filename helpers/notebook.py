@@ -27,6 +27,65 @@ PARAMETERS = {"DATA_PATH": None, "LABELS_PATH": None, "PROFILE": "default", "SEE
 """Name -> default of every notebook parameter (see the module docstring)."""
 
 
+class ParameterError(ValueError):
+    """A notebook parameter of the wrong type or value; shown as its one line, in JupyterLab and papermill too."""
+
+    def _render_traceback_(self):  # IPython shows this instead of the traceback
+        return [f"ParameterError: {self}"]
+
+
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def _flag(name: str, value) -> bool:
+    """A boolean parameter: a bool, 0/1, or the strings true/false, yes/no, 1/0 (any case; papermill passes
+    `-p FORCE false` as the string "false", which must not count as true)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ParameterError(f"{name}={value!r} is not true or false: pass True/False (papermill: -p {name} True)")
+
+
+def _count(name: str, value) -> int:
+    """A positive integer parameter, or a string of digits naming one."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ParameterError(f"{name}={value!r} is not a positive whole number: pass e.g. {name}=3 "
+                             f"(papermill: -p {name} 3)")
+    return value
+
+
+def _path(name: str, value) -> str | None:
+    if value is None or (isinstance(value, os.PathLike)):
+        return None if value is None else os.fspath(value)
+    if not isinstance(value, str) or not value.strip() or value.strip() == "None":
+        raise ParameterError(f"{name}={value!r} is not a path: pass a file or folder path as a string, or None")
+    return value
+
+
+def typed_parameters(params: dict) -> dict:
+    """Every parameter of `PARAMETERS` checked and typed (missing ones take their defaults), before any work: an
+    unknown name, a wrong type or value raises `ParameterError` in one line naming the parameter and the fix."""
+    from helpers.profiles import PROFILES
+
+    unknown = sorted(set(params) - set(PARAMETERS))
+    if unknown:
+        raise ParameterError(f"unknown notebook parameter(s) {', '.join(unknown)}: the parameters are "
+                             f"{', '.join(PARAMETERS)}")
+    values = {**PARAMETERS, **params}
+    profile = values["PROFILE"]
+    if not isinstance(profile, str) or profile not in PROFILES:
+        raise ParameterError(f"PROFILE={profile!r} is not a profile: pass one of {', '.join(PROFILES)}")
+    return {"DATA_PATH": _path("DATA_PATH", values["DATA_PATH"]),
+            "LABELS_PATH": _path("LABELS_PATH", values["LABELS_PATH"]), "PROFILE": profile,
+            "SEEDS": _count("SEEDS", values["SEEDS"]), "REPORTS_DIR": _path("REPORTS_DIR", values["REPORTS_DIR"]),
+            "FORCE": _flag("FORCE", values["FORCE"])}
+
+
 def parameters(namespace: dict) -> dict:
     """The notebook parameters defined in `namespace` (a notebook's `globals()`), for `start(**...)`."""
     return {name: namespace[name] for name in PARAMETERS if name in namespace}
@@ -117,12 +176,9 @@ class Context:
 
 
 def start(notebook: str, **params) -> Context:
-    """Apply the parameters cell (keywords named as in `PARAMETERS`; missing ones take its defaults): output
-    folder, data (labelled real/synthetic), profile and seeds."""
-    unknown = sorted(set(params) - set(PARAMETERS))
-    if unknown:
-        raise ValueError(f"unknown notebook parameter(s) {', '.join(unknown)}: the parameters are {', '.join(PARAMETERS)}")
-    values = {**PARAMETERS, **params}
+    """Apply the parameters cell (keywords named as in `PARAMETERS`; missing ones take its defaults), each
+    checked and typed first (`typed_parameters`): output folder, data (labelled real/synthetic), profile and seeds."""
+    values = typed_parameters(params)
     data_path, labels_path, reports = values["DATA_PATH"], values["LABELS_PATH"], values["REPORTS_DIR"]
     profile, seeds, force = values["PROFILE"], values["SEEDS"], values["FORCE"]
     from helpers.data import load_mars
@@ -139,7 +195,7 @@ def start(notebook: str, **params) -> Context:
     if data.source.is_synthetic:
         print("NOTE: synthetic data — every number below describes the generator, not the competition data.")
     print(f"Profile: {profile}; seeds: {seeds}; outputs in {reports_dir()}")
-    return Context(notebook=notebook, data=data, profile=profile, seeds=int(seeds), force=bool(force))
+    return Context(notebook=notebook, data=data, profile=profile, seeds=seeds, force=force)
 
 
 def _dig(node, path):

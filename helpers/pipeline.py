@@ -26,7 +26,7 @@ import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 
-from helpers.notebook import PARAMETERS
+from helpers.notebook import PARAMETERS, ParameterError, typed_parameters
 from helpers.paths import REPO_ROOT, reports_dir
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -158,38 +158,43 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
     """Train every run with `workers` processes (whole runs only; see the module docstring), run the notebooks,
     then write Table 1; return {"notebooks": {name: seconds}, "table": paths, "workers": ...}."""
     from helpers.data import load_mars
-    from helpers.profiles import get_profile
     from helpers.table import write_table
 
     started = time.perf_counter()
-    get_profile(profile)
-    if seeds < 1:
-        raise PipelineError(f"--seeds must be at least 1, got {seeds}")
+    # Everything is checked before anything is written: a refused command leaves the reports folder as it was.
+    try:
+        typed = typed_parameters({"PROFILE": profile, "SEEDS": seeds, "FORCE": force, "DATA_PATH": data,
+                                  "LABELS_PATH": labels, "REPORTS_DIR": out})
+    except ParameterError as exc:
+        raise PipelineError(str(exc)) from None
+    profile, seeds, force = typed["PROFILE"], typed["SEEDS"], typed["FORCE"]
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise PipelineError(f"--workers must be a whole number of at least 1, got {workers!r}")
+    chosen = notebooks(only)
+    out_dir = Path(out).expanduser().resolve() if out else reports_dir()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PipelineError(f"--out {out} is a file, not a folder: pass a folder (it is created if missing)")
+    dataset = load_mars(data, labels)  # validates the file (or makes the synthetic default) once, up front
     if out:
-        os.environ["MARS_REPORTS"] = str(Path(out).resolve())
-    out_dir = reports_dir()
+        os.environ["MARS_REPORTS"] = str(out_dir)
     executed_dir = out_dir / "executed"
     executed_dir.mkdir(parents=True, exist_ok=True)
-    dataset = load_mars(data, labels)  # validates the file (or makes the synthetic default) once, up front
     print(f"data: {dataset.source.label()}; profile {profile}; seeds {seeds}; outputs in {out_dir}", flush=True)
     parameters = {"DATA_PATH": dataset.source.path, "LABELS_PATH": dataset.source.labels_path,
                   "PROFILE": profile, "SEEDS": seeds, "REPORTS_DIR": str(out_dir), "FORCE": force}
     if set(parameters) != set(PARAMETERS):  # the notebooks declare helpers.notebook.PARAMETERS, no more, no less
         raise PipelineError(f"the pipeline passes {sorted(parameters)}, the notebooks declare {sorted(PARAMETERS)}")
     timings, training_seconds = {}, None
-    log = out_dir / "progress.log"
-    log.write_text("")
     from helpers.experiments import notebook_runs
 
-    chosen = notebooks(only)
     runs = notebook_runs([nb.stem for nb in chosen] if only else None)
     if workers is None:
         from helpers import held_stderr
 
         with contextlib.nullcontext() if verbose else held_stderr():  # CUDA probing lines (cuInit on CPU machines)
             workers = default_workers()
-    if workers < 1:
-        raise PipelineError(f"--workers must be at least 1, got {workers}")
+    log = out_dir / "progress.log"
+    log.write_text("")
     kernels_env = {"MARS_PROGRESS_LOG": str(log), "MARS_PROGRESS_STARTED": str(time.time()),
                    "MARS_PROGRESS_TOTAL": str(len(runs) * seeds),
                    "MARS_PROGRESS_WORKERS": str(workers)}

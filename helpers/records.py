@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -65,28 +66,55 @@ def run_dir(name: str, key: str) -> Path:
 
 
 def write_json_atomic(path: Path, payload) -> None:
-    """Write JSON via a temp file and os.replace, so readers never see half a file."""
+    """Write JSON via a temp file and os.replace, so readers never see half a file. The file is made readable
+    by everyone (0644, as `open` would make it), not the temp file's private 0600."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle, indent=1, sort_keys=True)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+REQUIRED = {"name": str, "key": str, "seed": int, "profile": dict, "data": dict, "settings": dict,
+            "training": dict, "test": dict, "finished_at": str}
+"""The fields every finished record has (and their types): a record lacking one is reported and not used."""
+
+
+def _warn(path, problem: str) -> None:
+    print(f"warning: ignoring {path}: {problem}; the run will be redone", file=sys.stderr)
+
+
 def read_record(path: Path) -> dict | None:
-    """A finished record, or None when absent or unreadable (an unreadable one is reported, never used)."""
+    """A finished record, or None when absent, unfinished or malformed; an unreadable or malformed file (not a
+    JSON object, no "status", a required field missing: `REQUIRED`) is reported on stderr in one line, never used."""
     try:
         record = json.loads(Path(path).read_text())
     except FileNotFoundError:
         return None
-    except (json.JSONDecodeError, OSError) as exc:
-        print(f"warning: ignoring unreadable record {path} ({exc}); the run will be redone")
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        _warn(path, f"unreadable record ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
         return None
-    return record if record.get("status") == "finished" else None
+    if not isinstance(record, dict):
+        _warn(path, f"a record is a JSON object, this file holds {type(record).__name__ if record is not None else 'null'}")
+        return None
+    if "status" not in record:
+        _warn(path, 'no "status" field (not a record written by helpers.train)')
+        return None
+    if record["status"] != "finished":
+        return None
+    wrong = [key for key, kind in REQUIRED.items() if not isinstance(record.get(key), kind)]
+    wrong += [f"{outer}.{inner}" for outer, inner in (("profile", "name"), ("data", "fingerprint"))
+              if outer not in wrong and not isinstance(record[outer].get(inner), str)]
+    if wrong:
+        _warn(path, f"finished record without a valid {', '.join(repr(k) for k in wrong)} field")
+        return None
+    return record
 
 
 def all_records(root: Path | None = None) -> list[dict]:

@@ -201,7 +201,27 @@ def load_test_labels(labels_path) -> dict:
             raise SubmissionError(f"labels file {labels_path}: {key} outside 0..{len(masks) - 1}")
         if len(np.unique(ids)) != len(ids):
             raise SubmissionError(f"labels file {labels_path}: {key} repeats an id")
+    both = np.intersect1d(labels["public_ids"], labels["private_ids"])
+    if len(both):
+        raise SubmissionError(f"labels file {labels_path}: {len(both)} id(s) are both public and private (e.g. "
+                              f"{int(both[0])}); each test image belongs to exactly one part")
+    missing = len(masks) - len(labels["public_ids"]) - len(labels["private_ids"])
+    if missing:
+        raise SubmissionError(f"labels file {labels_path}: public_ids and private_ids cover {len(masks) - missing} of "
+                              f"the {len(masks)} test images; together they must cover every id 0..{len(masks) - 1}")
     return labels
+
+
+def labels_fingerprint(labels: dict) -> str:
+    """Content hash of loaded labels (`load_test_labels`): masks and both parts, so the same labels in any file
+    give the same value and any change to a mask or a part gives another."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in LABEL_KEYS:
+        array = np.ascontiguousarray(labels[key], dtype=np.uint8 if key == "test_masks" else np.int64)
+        digest.update(key.encode() + str(array.shape).encode() + array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def score_submission(path, labels_path, part: str = "all") -> dict:
@@ -215,7 +235,10 @@ def score_submission(path, labels_path, part: str = "all") -> dict:
         raise SubmissionError(f"part {part!r} is unknown; use one of {', '.join(PARTS)}")
     labels = load_test_labels(labels_path)
     masks = labels["test_masks"]
-    _, predictions = read_submission(path, n_images=len(masks))
+    _, predictions = read_submission(path)
+    if len(predictions) != len(masks):
+        raise SubmissionError(f"{path} has {len(predictions)} rows but labels file {labels_path} holds {len(masks)} "
+                              "test masks: score against the labels of the test set this submission predicts")
     chosen = np.arange(len(masks)) if part == "all" else np.sort(labels[f"{part}_ids"])
     if not len(chosen):
         raise SubmissionError(f"labels file {labels_path}: {part}_ids is empty, nothing to score")

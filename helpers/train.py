@@ -8,8 +8,10 @@ parts like the leaderboard. Predictions follow the entry's `inference` settings 
 TTA). An entry that trains nothing of its own, or soft-votes K members, is a *predictor*: it runs its trainer's
 members (`helpers.experiments.trainer`, `member_seeds`) and scores their ensemble. A self-training entry first
 runs its teacher (its parent) and adds the teacher's confident test-set predictions to the training split. It writes one JSON record per run (atomically), with the history and the best
-model beside it. A finished record is reused unless `force=True`; an interrupted run resumes from its last
-finished epoch (Keras `BackupAndRestore` in the run folder).
+model beside it. A finished record is reused unless `force=True` (its leaderboard re-scored when the hidden labels
+differ: `rescore_leaderboard`); a run trains in the run folder's `staging/` and replaces the finished files only
+when complete (`_promote`), and an interrupted run resumes from its last finished epoch (Keras `BackupAndRestore`
+in `staging/backup`), its record marked `training.resumed` with the seconds of every part summed.
 
     from helpers.train import run
     record = run("Network 3", profile="smoke", seed=0)
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import json
 import math
 import os
 import platform
@@ -222,15 +225,27 @@ def fit(built: dict, verbose: int | str = "auto") -> float:
     return time.perf_counter() - started
 
 
+def _prediction_options(prof: dict, inference: dict) -> dict:
+    """How a run's models predict: its inference settings, decoded twice from one pass (own, foreground)."""
+    return {"batch_size": prof["batch_size"] * 4, "run_eagerly": prof["run_eagerly"], "tta": inference["tta"],
+            "classes": (inference["classes"], "foreground")}
+
+
+def _score_leaderboard(labels_path, own: np.ndarray, foreground: np.ndarray, limit: int | None) -> dict | None:
+    """Leaderboard-style scores of the first `limit` test images (all: None), the same subset for every row."""
+    if not labels_path:
+        return None
+    return score_parts(load_test_labels(labels_path), own[:limit], foreground=foreground[:limit])
+
+
 def score_models(models: list, run_plan: dict, prepared: dict, data: MarsData, save_test_set: bool) -> dict:
     """Score `models` (one, or an ensemble's members) on the held-out split (predictions saved) and on the
     profile's leaderboard subset of the competition test set (the first `test_set_limit` images, the same for
     every row; hidden labels where they exist). Each score twice, from one forward pass: the primary `miou_fg`
     (foreground argmax) and the starter-kit metric under the row's own inference settings ("Kaggle-style").
     With `save_test_set`, the whole test set is predicted, saved and written as the Kaggle CSV."""
-    folder, prof, inference = run_plan["folder"], run_plan["profile"], run_plan["settings"]["inference"]
-    options = {"batch_size": prof["batch_size"] * 4, "run_eagerly": prof["run_eagerly"], "tta": inference["tta"],
-               "classes": (inference["classes"], "foreground")}
+    folder, prof = run_plan["folder"], run_plan["profile"]
+    options = _prediction_options(prof, run_plan["settings"]["inference"])
     started = time.perf_counter()
     x_test, y_test = prepared["arrays"]["test"]
     test_pred, test_fg = predict_labels(models, x_test, **options)
@@ -242,11 +257,8 @@ def score_models(models: list, run_plan: dict, prepared: dict, data: MarsData, s
     if save_test_set:
         np.savez_compressed(folder / "test_set_predictions.npz", y_pred=test_set_pred)
         write_submission(test_set_pred, folder / "submission.csv")
-    leaderboard = None
-    if data.source.labels_path:
-        leaderboard = score_parts(load_test_labels(data.source.labels_path), test_set_pred[:limit],
-                                  foreground=test_set_fg[:limit])
-    return {"test": {**scores(y_test, test_pred), PRIMARY: miou_fg(y_test, test_fg)}, "leaderboard": leaderboard,
+    return {"test": {**scores(y_test, test_pred), PRIMARY: miou_fg(y_test, test_fg)},
+            "leaderboard": _score_leaderboard(data.source.labels_path, test_set_pred, test_set_fg, limit),
             "constant_baseline": {"val": best_constant_score(prepared["arrays"]["val"][1]),
                                   "test": best_constant_score(y_test)},
             "eval_seconds": time.perf_counter() - started}
@@ -316,11 +328,119 @@ def _fresh(record: dict | None, force) -> bool:
     return not force or record.get("finished_epoch", 0.0) >= force
 
 
-def _clear(folder: Path) -> None:
-    """Delete a run folder's contents, the claim held by this process excepted."""
+STAGING = "staging"
+"""A run trains in `<run folder>/staging/` beside the finished record it may replace (`--force`, a resumed run)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or another KeyboardInterrupt) during a run's training; the message says where the rerun resumes."""
+
+
+def _backed_up_epochs(staging: Path) -> int:
+    """Epochs finished and saved in the staging folder's Keras backup (0 when there is none)."""
+    try:
+        return int(json.loads((staging / "backup" / "training_metadata.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _prepare_staging(folder: Path) -> tuple[Path, list[dict]]:
+    """The staging folder, ready to train in, and the parts trained there before ([] for a fresh start).
+
+    A staging folder with a Keras backup is resumed (its history and parts are kept); anything else left there
+    (a run killed before its first epoch ended, or during evaluation) is cleared. A backup in the run folder
+    itself (written by code from before staging) is moved into staging and resumed."""
+    staging = folder / STAGING
+    if not (staging / "backup").is_dir() and (folder / "backup").is_dir():
+        staging.mkdir(parents=True, exist_ok=True)
+        for name in ("backup", "history.csv"):
+            if (folder / name).exists():
+                os.replace(folder / name, staging / name)
+    if not (staging / "backup").is_dir():
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        return staging, []
+    try:
+        parts = json.loads((staging / PARTS).read_text())
+    except (OSError, ValueError):
+        parts = []
+    return staging, parts if isinstance(parts, list) else []
+
+
+PARTS = "parts.json"
+
+
+class _PartClock(keras.callbacks.Callback):
+    """Keeps `<staging>/parts.json` ([{"from_epoch", "seconds"}] per part of a run) up to date at each epoch's
+    end, so a killed part's seconds count in the record of the run that finishes it."""
+
+    def __init__(self, staging: Path, parts: list[dict], from_epoch: int):
+        super().__init__()
+        self.path, self.parts, self.from_epoch = staging / PARTS, parts, from_epoch
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        part = {"from_epoch": self.from_epoch, "seconds": time.perf_counter() - self.started}
+        write_json_atomic(self.path, [*self.parts, part])
+
+
+def _promote(folder: Path) -> None:
+    """Replace the finished run in `folder` by the complete one in its staging folder: each file moved over its old
+    namesake with `os.replace` (atomic), the record last, then the old run's other files removed. Until the record
+    moves, readers see the old record; a promotion cut short is finished by the next `run` (the staged record
+    is still there)."""
+    staging = folder / STAGING
+    shutil.rmtree(staging / "backup", ignore_errors=True)
+    (staging / PARTS).unlink(missing_ok=True)
+    new = {path.name for path in staging.iterdir()}
+    for path in sorted(staging.iterdir()):
+        if path.name != "record.json":
+            target = folder / path.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(path, target)
+    os.replace(staging / "record.json", folder / "record.json")
     for path in folder.iterdir():
-        if path.name != claims.CLAIM:
+        if path.name not in new | {claims.CLAIM, STAGING}:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _labels_current(record: dict, data: MarsData) -> bool:
+    """Whether the record's leaderboard scores were computed against `data`'s hidden labels (same content
+    fingerprint, or no labels on either side)."""
+    return record["data"].get("labels_fingerprint") == data.source.labels_fingerprint and (
+        data.source.labels_fingerprint is not None or record.get("leaderboard") is None)
+
+
+def rescore_leaderboard(record: dict, data: MarsData, *, claimed: bool = False, wait: bool = True) -> dict:
+    """The record, its leaderboard scored again against `data`'s labels when they are not the ones it was scored
+    with (`_labels_current`), and saved.
+
+    The run key leaves the labels out on purpose: they decide no trained weight, so a run folder holds one model
+    whatever labels score it. The leaderboard scores are keyed instead by the labels' content fingerprint, kept in
+    the record's `data.labels_fingerprint`: a reused record scored with other labels (or none) is re-scored from
+    its models' predictions of the same leaderboard subset, never passed on as is."""
+    if _labels_current(record, data):
+        return record
+    folder = run_dir(record["name"], record["key"])
+    with contextlib.nullcontext() if claimed else claims.claimed(folder, wait=wait):
+        leaderboard = None
+        if data.source.labels_path:
+            prof, limit = record["profile"], record["profile"]["test_set_limit"]
+            images = data.test_images if limit is None else data.test_images[:limit]
+            own, foreground = predict_labels(load_models(record), images,
+                                             **_prediction_options(prof, record["settings"]["inference"]))
+            leaderboard = _score_leaderboard(data.source.labels_path, own, foreground, limit)
+        record = {**record, "leaderboard": leaderboard,
+                  "data": {**record["data"], "labels_path": data.source.labels_path,
+                           "labels_fingerprint": data.source.labels_fingerprint}}
+        write_json_atomic(folder / "record.json", record)
+    progress.say(f"    {record['name']} (seed {record['seed']}): leaderboard re-scored with the labels "
+                 f"{data.source.labels_path or '(none)'}")
+    return record
 
 
 def run(name: str, data: MarsData | None = None, profile="default", seed: int = 0, *, force: bool | float = False,
@@ -343,14 +463,15 @@ def run(name: str, data: MarsData | None = None, profile="default", seed: int = 
     run_plan = plan(name, data, profile, seed, overrides, member)
     folder = run_plan["folder"]
     record_path = folder / "record.json"
-    if _fresh(record := read_record(record_path), force):
+    promoting = (folder / STAGING / "record.json").exists()  # a promotion cut short: finish it under the claim
+    if not promoting and _fresh(record := read_record(record_path), force):
         progress.announce(name, seed, "reused")
-        return record
+        return rescore_leaderboard(record, data, wait=wait)
     if reuse_stale is None:
         reuse_stale = os.environ.get("MARS_REUSE_STALE") == "1"
     if reuse_stale and not force and (stale := stale_record(run_plan, data)) is not None:
         progress.announce(name, seed, "reused (trained by older code)")
-        return stale
+        return rescore_leaderboard(stale, data, wait=wait)
     if save_test_set is None:
         save_test_set = name in SUBMITTED_ENTRIES and run_plan["role"] != "member"
     again = {"data": data, "profile": profile, "force": force, "verbose": verbose, "callbacks": callbacks,
@@ -364,25 +485,38 @@ def run(name: str, data: MarsData | None = None, profile="default", seed: int = 
     # Under MultiWorkerMirroredStrategy every worker trains this same run together: no claim between them.
     together = multi_worker()
     with contextlib.nullcontext() if together else claims.claimed(folder, wait=wait):
+        if (folder / STAGING / "record.json").exists():
+            _promote(folder)
         record = read_record(record_path)
         if _fresh(record, force):
             progress.announce(name, seed, "reused (another worker trained it)")
-            return record
-        if force or record is not None:
-            _clear(folder)
-        progress.announce(name, seed, "training")
+            return rescore_leaderboard(record, data, claimed=True)
+        # Train beside the finished record (if any): it is replaced only once the new run is complete.
+        staging, parts = _prepare_staging(folder)
+        staged = {**run_plan, "folder": staging}
+        done = _backed_up_epochs(staging)
+        progress.announce(name, seed, f"resuming from epoch {done + 1}" if done else "training")
         set_determinism(seed, enabled=run_plan["profile"]["deterministic"])
         device = configure(threads=False, xla=run_plan["profile"]["xla"])
         prepared = prepare_arrays(run_plan["settings"], run_plan["profile"], data, seed)
         if teacher is not None:
             add_pseudo_labels(prepared, teacher, run_plan, data)
         lines = progress.EpochLine(run_plan["epochs"], f"{name} (seed {seed})")
-        built = build(run_plan, prepared, device=device, callbacks=[claims.Heartbeat(folder), lines, *callbacks])
-        train_seconds = fit(built, verbose)
-        evaluation = evaluate(run_plan, built, prepared, data, save_test_set)
-        record = make_record(run_plan, built, prepared, data, train_seconds, evaluation)
-        write_json_atomic(record_path, record)
-        shutil.rmtree(folder / "backup", ignore_errors=True)
+        built = build(staged, prepared, device=device,
+                      callbacks=[claims.Heartbeat(folder), lines, _PartClock(staging, parts, done), *callbacks])
+        try:
+            part_seconds = fit(built, verbose)
+        except KeyboardInterrupt:
+            done = _backed_up_epochs(staging)
+            raise RunInterrupted(f"{name} (seed {seed}) interrupted after {done} of {run_plan['epochs']} epochs; "
+                                 f"the same command resumes from epoch {done + 1}") from None
+        parts = [*parts, {"from_epoch": done, "seconds": part_seconds}]
+        train_seconds = sum(part["seconds"] for part in parts)
+        evaluation = evaluate(staged, built, prepared, data, save_test_set)
+        record = make_record(staged, built, prepared, data, train_seconds, evaluation)
+        record["training"].update({"resumed": len(parts) > 1, "parts": parts})  # seconds: all parts summed
+        write_json_atomic(staging / "record.json", record)
+        _promote(folder)
         progress.finished(name, seed, train_seconds, record)
     return record
 
@@ -433,12 +567,15 @@ def _run_predictor(run_plan: dict, data: MarsData, save_test_set: bool, again: d
                for s in experiments.member_seeds(seed, settings["inference"]["members"])]
     folder, record_path = run_plan["folder"], run_plan["folder"] / "record.json"
     with claims.claimed(folder, wait=again["wait"]):
+        if (folder / STAGING / "record.json").exists():
+            _promote(folder)
         if _fresh(record := read_record(record_path), again["force"]):
-            return record
+            return rescore_leaderboard(record, data, claimed=True)
         progress.announce(name, seed, f"predicting with {len(members)} model(s) of {source}")
         prepared = prepare_arrays(settings, run_plan["profile"], data, seed)
+        staging, _ = _prepare_staging(folder)  # scored beside the finished record, which it replaces when complete
         evaluation = score_models(load_models({"members": [{"name": m["name"], "key": m["key"]} for m in members]}),
-                                  run_plan, prepared, data, save_test_set)
+                                  {**run_plan, "folder": staging}, prepared, data, save_test_set)
         first = members[0]
         record = {**{k: first[k] for k in ("history", "class_weights", "model", "device", "device_name", "versions")},
                   "status": "finished", "name": name, "key": run_plan["key"], "code": run_plan["code"], "seed": seed,
@@ -452,7 +589,8 @@ def _run_predictor(run_plan: dict, data: MarsData, save_test_set: bool, again: d
                   **evaluation,
                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "finished_epoch": time.time(),
                   "worker": {"host": socket.gethostname(), "pid": os.getpid()}}
-        write_json_atomic(record_path, record)
+        write_json_atomic(staging / "record.json", record)
+        _promote(folder)
         progress.finished(name, seed, record["training"]["seconds"], record)
     return record
 
@@ -515,10 +653,10 @@ def main(argv=None) -> int:
     parser.add_argument("--all", action="store_true", help="every run the notebooks show (Table 1, ablations, "
                                                           "the Improved track)")
     parser.add_argument("--notebooks", nargs="+", help="with --all: only the runs of these notebooks (stems)")
-    parser.add_argument("--workers", type=int, default=1, help="with --all: worker processes sharing the runs")
-    parser.add_argument("--seeds", type=int, default=1, help="with --all: seeds 0..S-1")
+    parser.add_argument("--workers", type=int, help="with --all: worker processes sharing the runs (default 1)")
+    parser.add_argument("--seeds", type=int, help="with --all: seeds 0..S-1 (default 1)")
     parser.add_argument("--profile", default="default")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, help="with NAME: the seed of the one run (default 0)")
     parser.add_argument("--data", help="competition-layout npz (default: load_mars search order)")
     parser.add_argument("--labels", help="hidden test labels npz (default: beside the data file)")
     parser.add_argument("--force", action="store_true", help="retrain even if a finished record exists")
@@ -528,6 +666,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if bool(args.name) == args.all:
         parser.error("give one experiment NAME or --all")
+    # An option the chosen mode would ignore is refused, never dropped in silence.
+    wrong = ([f"--{o.replace('_', '-')}" for o in ("workers", "seeds", "notebooks") if getattr(args, o) is not None]
+             if args.name else ["--seed"] * (args.seed is not None) + ["--save-test-set"] * args.save_test_set)
+    if wrong:
+        parser.error(f"{' and '.join(wrong)} {'go' if len(wrong) > 1 else 'goes'} with "
+                     + ("--all; for one run of NAME pass --seed K (run it once per seed)" if args.name
+                        else "one experiment NAME, not --all; --all takes --seeds S"))
+    args.workers, args.seeds, args.seed = args.workers or 1, args.seeds or 1, args.seed or 0
     if args.workers < 1 or args.seeds < 1:
         parser.error("--workers and --seeds must be at least 1")
     if args.reuse_stale:
@@ -549,6 +695,11 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # one line, not Python's traceback: what stopped, and what the rerun does
+        print(f"interrupted: {exc}" if isinstance(exc, RunInterrupted) else "interrupted: finished runs are kept; "
+              "the same command reuses them and resumes an unfinished one from its last finished epoch",
+              file=sys.stderr)
+        return 130
     folder = run_dir(args.name, record["key"])
     print(json.dumps({"record": str(folder / "record.json"), "test": {k: record["test"][k] for k in
                       (PRIMARY, "competition_miou")}, "leaderboard": record["leaderboard"] and {

@@ -162,3 +162,76 @@ def test_inspect_cli_rejects_bad_file_with_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
+
+
+def _mixed(tmp_path, part):
+    """A file in which half the training images (or test images) are scaled to 0..1 and half are not."""
+    training_set, test_set = make_competition_arrays()
+    training_set, test_set = training_set.copy(), test_set.astype(np.float64)
+    if part == "train":
+        training_set[:20, 0] /= 255.0
+    else:
+        test_set[:6] /= 255.0
+    return _save(tmp_path / f"mixed_{part}.npz", training_set=training_set, test_set=test_set)
+
+
+@pytest.mark.parametrize("part, expected", [
+    ("train", "'training_set images' mixes scales: 20 image(s) lie in 0..1 (already scaled), 20 in 0..255"),
+    ("test", "'test_set' mixes scales: 6 image(s) lie in 0..1 (already scaled), 6 in 0..255"),
+])
+def test_mixed_scale_files_are_refused_naming_the_counts(tmp_path, part, expected):
+    path = _mixed(tmp_path, part)
+    result = run_module("helpers.data", "inspect", str(path))
+    assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_fractional_grey_levels_are_refused_not_rounded(tmp_path):
+    training_set, test_set = make_competition_arrays()
+    training_set = training_set.copy()
+    training_set[3, 0, 1, 2] = 100.5
+    path = _save(tmp_path / "fraction.npz", training_set=training_set, test_set=test_set)
+    with pytest.raises(DataError, match=r"holds 1 fractional grey levels \(e.g. 100.5\)"):
+        read_competition_file(path)
+
+
+def _renamed_npy(tmp_path):
+    training_set, _ = make_competition_arrays()
+    np.save(tmp_path / "x.npy", training_set)
+    (tmp_path / "x.npy").rename(tmp_path / "renamed.npz")
+    np.save(tmp_path / "x.npy", training_set)
+    return [tmp_path / "x.npy", tmp_path / "renamed.npz"]
+
+
+def test_a_plain_npy_is_refused_in_one_line_by_inspect_train_and_pipeline(tmp_path):
+    for path in _renamed_npy(tmp_path):
+        for command in (("helpers.data", "inspect", str(path)),
+                        ("helpers.train", "Baseline", "--profile", "smoke", "--data", str(path)),
+                        ("helpers.pipeline", "--profile", "smoke", "--data", str(path), "--out", str(tmp_path / "o"))):
+            result = run_module(*command)
+            assert result.returncode == 2, (command, result.stderr[-2000:])
+            assert "Traceback" not in result.stderr, (command, result.stderr[-2000:])
+            errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+            assert len(errors) == 1 and "a plain .npy array" in errors[0] and "np.savez(" in errors[0], errors
+    assert not (tmp_path / "o").exists(), "a refused pipeline command writes nothing"
+
+
+def test_an_npz_member_that_is_not_an_array_is_named(tmp_path):
+    import zipfile
+
+    training_set, test_set = make_competition_arrays()
+    path = _save(tmp_path / "extra.npz", training_set=training_set, test_set=test_set)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("notes.txt", "hello")
+    with pytest.raises(DataError, match=r"member\(s\) notes.txt are not .npy arrays"):
+        read_competition_file(path)
+
+
+def test_permission_denied_is_not_called_a_broken_file(competition_file, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(mdata.np, "load", denied)
+    with pytest.raises(DataError, match="permission denied — make the file readable") as err:
+        read_competition_file(competition_file)
+    assert "re-download" not in str(err.value)

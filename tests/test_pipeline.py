@@ -118,3 +118,50 @@ def test_failing_training_workers_stop_the_pipeline_with_one_line(tmp_path, comp
         pipeline.pretrain(2, profile="nope", data=str(competition_file), labels=None, seeds=1, force=False,
                           log=tmp_path / "workers.log")
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--only", "9"], "--only 9 matches no notebook"), (["--seeds", "0"], "SEEDS=0 is not a positive whole number"),
+    (["--profile", "nope"], "PROFILE='nope' is not a profile"), (["--workers", "0"], "--workers must be"),
+    (["--out", "FILE"], "is a file, not a folder"),
+])
+def test_a_refused_pipeline_command_changes_nothing_on_disk(tmp_path, competition_file, capsys, args, fragment):
+    out = tmp_path / "reports"
+    (out / "executed").mkdir(parents=True)
+    (out / "progress.log").write_text("[3/40] Network 2 (seed 0): training\n")  # a running make table1's log
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    args = [str(out / "progress.log") if a == "FILE" else a for a in args]
+    command = ["--data", str(competition_file), *([] if "--out" in args else ["--out", str(out)]), *args]
+    assert pipeline.main(command) in (1, 2)
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and fragment in err, err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(out.rglob("*")) == sorted([out / "executed", out / "progress.log"])
+
+
+@pytest.mark.parametrize("params, fragment", [
+    ({"SEEDS": "abc"}, "SEEDS='abc' is not a positive whole number"), ({"SEEDS": True}, "SEEDS=True"),
+    ({"PROFILE": {"epochs": 1}}, "PROFILE={'epochs': 1} is not a profile: pass one of"),
+    ({"FORCE": "maybe"}, "FORCE='maybe' is not true or false"), ({"DATA_PATH": 3}, "DATA_PATH=3 is not a path"),
+])
+def test_start_refuses_wrongly_typed_parameters_in_one_line(params, fragment):
+    from helpers.notebook import ParameterError
+
+    with pytest.raises(ParameterError) as caught:
+        start("01_eda_and_aliens", **params)
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)
+    assert caught.value._render_traceback_() == [f"ParameterError: {caught.value}"]  # what JupyterLab/papermill show
+
+
+def test_papermill_strings_are_parsed_never_taken_as_truthy():
+    from helpers.notebook import typed_parameters
+
+    for text, value in (("false", False), ("False", False), ("no", False), ("0", False), ("true", True), ("1", True)):
+        assert typed_parameters({"FORCE": text})["FORCE"] is value
+    assert typed_parameters({"SEEDS": "3"})["SEEDS"] == 3
+
+
+def test_force_false_from_papermill_is_false_in_the_context(competition_file, isolated_dirs):
+    """`-p FORCE false` reaches `start` as the string "false": the context must not retrain."""
+    context = start("01_eda_and_aliens", DATA_PATH=str(competition_file), PROFILE="smoke", FORCE="false")
+    assert context.force is False and context.seeds == 1

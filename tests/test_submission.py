@@ -200,7 +200,7 @@ def test_cli_rejects_malformed_files_in_one_line(tmp_path, scored_case, capsys):
     float_masks = tmp_path / "float_masks.npz"
     np.savez(float_masks, test_masks=truth.astype(np.float32), public_ids=[0], private_ids=[1])
     cases = [(bad_csv, labels, "error: line 2, pixel column 9: '1.0' is not an integer class id"),
-             (short, labels, "5 rows, expected 12"), (submission, no_public, "lacks public_ids"),
+             (short, labels, "has 5 rows but labels file"), (submission, no_public, "lacks public_ids"),
              (submission, not_npz, "not a readable .npy or .npz"), (submission, bad_ids, "public_ids outside 0..11"),
              (submission, float_masks, "expected (N, 64, 128) integers"),
              (tmp_path / "missing.csv", labels, "does not exist")]
@@ -256,3 +256,38 @@ def test_labels_are_checked_when_the_data_is_loaded(tmp_path, competition_file):
     np.save(tmp_path / "floats.npy", _random_masks(12).astype(np.float32))
     with pytest.raises(DataError, match="expected \\(N, 64, 128\\) integers"):
         load_mars(competition_file, tmp_path / "floats.npy")
+
+
+@pytest.mark.parametrize("public, private, fragment", [
+    ([0, 1, 2, 3], list(range(3, 12)), "1 id(s) are both public and private (e.g. 3)"),
+    ([0, 1, 2], list(range(3, 10)), "cover 10 of the 12 test images"),
+])
+def test_overlapping_or_partial_parts_are_refused(tmp_path, public, private, fragment):
+    from helpers.submission import load_test_labels
+
+    path = _write_labels(tmp_path / "labels.npz", _random_masks(12), public, private)
+    with pytest.raises(SubmissionError) as error:
+        load_test_labels(path)
+    assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_labels_file_of_another_size_is_not_blamed_on_the_csv(tmp_path, scored_case):
+    truth, _, submission, _ = scored_case
+    labels = _write_labels(tmp_path / "big.npz", _random_masks(16), [0, 1, 2, 3], list(range(4, 16)))
+    with pytest.raises(SubmissionError, match=r"has 12 rows but labels file .*big.npz holds 16 test masks"):
+        score_submission(submission, labels)
+
+
+def test_the_labels_fingerprint_follows_the_content(tmp_path):
+    from helpers.submission import labels_fingerprint, load_test_labels
+
+    masks = _random_masks(12)
+    a = labels_fingerprint(load_test_labels(_write_labels(tmp_path / "a.npz", masks, [0, 1, 2], list(range(3, 12)))))
+    same = labels_fingerprint(load_test_labels(_write_labels(tmp_path / "b.npz", masks, [0, 1, 2], list(range(3, 12)))))
+    other_part = labels_fingerprint(load_test_labels(_write_labels(tmp_path / "c.npz", masks, [0, 1, 3],
+                                                                   [2, *range(4, 12)])))
+    changed = masks.copy()
+    changed[0, 0, 0] = (changed[0, 0, 0] + 1) % 5
+    other_mask = labels_fingerprint(load_test_labels(_write_labels(tmp_path / "d.npz", changed, [0, 1, 2],
+                                                                   list(range(3, 12)))))
+    assert a == same and len({a, other_part, other_mask}) == 3

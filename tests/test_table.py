@@ -186,3 +186,28 @@ def test_the_header_says_how_many_runs_trained_side_by_side():
     # a soft vote's record sums its members' seconds without training at its own moment: not a third process
     vote = dict(run(0, 30), role="predictor")
     assert _most_at_once([run(0, 10), run(2, 10), vote]) == 2
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("null", "holds null"), ("[]", "holds list"), ('{"name": "Baseline"}', 'no "status" field'),
+    (None, "without a valid 'data' field"),
+])
+def test_malformed_records_are_skipped_with_one_warning_on_stderr(isolated_dirs, capfd, text, problem):
+    import json
+    import stat
+
+    from conftest import run_module
+    from helpers.records import runs_dir, write_json_atomic
+
+    good = fake_record("Baseline")
+    write_json_atomic(runs_dir() / "good" / "record.json", good)
+    assert stat.S_IMODE((runs_dir() / "good" / "record.json").stat().st_mode) == 0o644, "readable, not 0600"
+    bad = runs_dir() / "bad" / "record.json"
+    bad.parent.mkdir()
+    bad.write_text(text if text is not None else json.dumps({k: v for k, v in good.items() if k != "data"}))
+    result = run_module("helpers.table", "--profile", "smoke", "--out", str(isolated_dirs / "out"))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and str(bad) in warnings[0] and problem in warnings[0], warnings
+    assert "warning:" not in result.stdout
+    assert "| Baseline | 50.00 |" in result.stdout, "the good record is still used"

@@ -93,15 +93,99 @@ class Interrupt(keras.callbacks.Callback):
 def test_interrupted_run_resumes_from_its_last_epoch(smoke_data, smoke_records):
     profile = {**get_profile("smoke"), "name": "smoke-3-epochs", "epochs": 3, "patience": 3}
     before = {p: p.read_text() for p in sorted(run_dir("x", "y").parent.glob("*/record.json"))}
-    with pytest.raises(KeyboardInterrupt):
+    Interrupt.fired = False
+    with pytest.raises(train.RunInterrupted, match=r"interrupted after 2 of 3 epochs; the same command resumes "
+                                                   r"from epoch 3"):
         train.run("Network 1", smoke_data, profile, 0, verbose=0, callbacks=[Interrupt(2)])
     folder = train.plan("Network 1", smoke_data, profile, 0)["folder"]
-    assert not (folder / "record.json").exists() and (folder / "backup").exists()
+    assert not (folder / "record.json").exists() and (folder / train.STAGING / "backup").exists()
     assert {p: p.read_text() for p in before} == before, "records already written are kept"
+    first_part = json.loads((folder / train.STAGING / train.PARTS).read_text())
+    assert [part["from_epoch"] for part in first_part] == [0]
     record = train.run("Network 1", smoke_data, profile, 0, verbose=0, callbacks=[Interrupt(2)])
     assert record["training"]["epochs_run"] == 3
     assert record["history"]["epoch"] == [0.0, 1.0, 2.0]
-    assert not (folder / "backup").exists()
+    assert not (folder / "backup").exists() and not (folder / train.STAGING).exists()
+    parts = record["training"]["parts"]
+    assert record["training"]["resumed"] is True and [part["from_epoch"] for part in parts] == [0, 2]
+    assert parts[0]["seconds"] >= first_part[0]["seconds"] > 0
+    assert record["training"]["seconds"] == pytest.approx(sum(part["seconds"] for part in parts))
+    assert json.loads((folder / "record.json").read_text())["training"]["resumed"] is True
+    assert smoke_records["Network 1"]["training"]["resumed"] is False
+
+
+def test_an_interrupted_force_run_keeps_the_finished_result(smoke_data, smoke_records, monkeypatch):
+    folder = run_dir("Baseline", smoke_records["Baseline"]["key"])
+    kept = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != ".claim"}
+    assert {"record.json", "best.keras", "test_split_predictions.npz", "history.csv"} <= set(kept)
+    Interrupt.fired = False
+    with pytest.raises(KeyboardInterrupt):
+        train.run("Baseline", smoke_data, "smoke", 0, verbose=0, force=True, callbacks=[Interrupt(0)])
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == kept, "the old result is intact"
+    assert train.run("Baseline", smoke_data, "smoke", 0, verbose=0) == smoke_records["Baseline"]
+
+    def evaluation_killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "score_models", evaluation_killed)  # killed after training, while predicting
+    with pytest.raises(KeyboardInterrupt):
+        train.run("Baseline", smoke_data, "smoke", 0, verbose=0, force=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == kept, "the old result is intact"
+    monkeypatch.undo()
+    again = train.run("Baseline", smoke_data, "smoke", 0, verbose=0, force=True)
+    assert again["finished_epoch"] > smoke_records["Baseline"]["finished_epoch"]
+    assert json.loads((folder / "record.json").read_text())["finished_epoch"] == again["finished_epoch"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(kept), "replaced file by file, no staging left"
+
+
+def test_other_labels_rescore_the_leaderboard_instead_of_reusing_it(smoke_data, smoke_records, tmp_path,
+                                                                    monkeypatch):
+    from helpers.data import load_mars
+    from helpers.submission import load_test_labels
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("only the leaderboard is scored again, nothing is retrained")
+
+    monkeypatch.setattr(train, "build_model", no_training)
+    labels = load_test_labels(smoke_data.source.labels_path)
+    other = tmp_path / "other_labels.npz"
+    np.savez(other, test_masks=(labels["test_masks"] + 1) % 5, public_ids=labels["public_ids"],
+             private_ids=labels["private_ids"])
+    right = smoke_records["Network 2"]["leaderboard"]
+    wrong = train.run("Network 2", load_mars(smoke_data.source.path, other), "smoke", 0, verbose=0)
+    assert wrong["leaderboard"]["private"]["competition_miou"] != right["private"]["competition_miou"]
+    assert wrong["data"]["labels_path"] == str(other.resolve()) and wrong["key"] == smoke_records["Network 2"]["key"]
+    back = train.run("Network 2", smoke_data, "smoke", 0, verbose=0)  # the same command without --labels
+    for part in ("public", "private"):
+        assert back["leaderboard"][part]["competition_miou"] == pytest.approx(right[part]["competition_miou"])
+    assert back["data"]["labels_fingerprint"] == smoke_data.source.labels_fingerprint
+
+
+def test_train_cli_refuses_options_its_mode_ignores_and_ctrl_c_is_one_line(smoke_data, monkeypatch, capsys):
+    for argv, fragment in ((["Baseline", "--seeds", "3"], "--seeds goes with --all; for one run of NAME pass --seed"),
+                           (["Baseline", "--workers", "2"], "--workers goes with --all"),
+                           (["--all", "--seed", "1"], "--seed goes with one experiment NAME")):
+        with pytest.raises(SystemExit) as caught:
+            train.main(argv)
+        assert caught.value.code == 2 and fragment in capsys.readouterr().err
+    message = "Network 1 (seed 0) interrupted after 2 of 3 epochs; the same command resumes from epoch 3"
+
+    def interrupted(*args, **kwargs):
+        raise train.RunInterrupted(message)
+
+    monkeypatch.setattr(train, "run", interrupted)
+    assert train.main(["Network 1", "--profile", "smoke", "--data", smoke_data.source.path]) == 130
+    assert capsys.readouterr().err == f"interrupted: {message}\n"
+
+
+def test_malformed_records_do_not_crash_training(smoke_data, isolated_dirs, capfd):
+    from helpers.records import runs_dir
+
+    for index, text in enumerate(("null", "[]", '{"status": "finished", "name": "Baseline"}')):
+        (runs_dir() / f"bad{index}").mkdir(parents=True)
+        (runs_dir() / f"bad{index}" / "record.json").write_text(text)
+    assert train.stale_record(train.plan("Baseline", smoke_data, "smoke", 0), smoke_data) is None
+    assert len([line for line in capfd.readouterr().err.splitlines() if line.startswith("warning: ignoring")]) == 3
 
 
 def test_submission_csv_scores_as_the_record_says(smoke_records, smoke_data):
