@@ -409,8 +409,8 @@ def note_lines(chosen: dict) -> list[str]:
         lines = ["Best constant predictor on the test split: " + "; ".join(
             sorted({f"{score:.2f} ({name} everywhere)" for score, name in constants.items()})) + "."]
         floor = 2 * max(constants)
-        below = [name for name, value in chosen.items()
-                 if (v := _values(_runs(value), PRIMARY_PATH)) and np.mean(v) < floor]
+        below = [name for name in [*ROWS, *(n for n in chosen if n not in ROWS)] if name in chosen
+                 and (v := _values(_runs(chosen[name]), PRIMARY_PATH)) and np.mean(v) < floor]
         lines.append(f"Rows below twice the best constant predictor ({floor:.2f}) on the primary score: "
                      + (", ".join(below) if below else "none") + ".")
     else:

@@ -673,7 +673,8 @@ def main(argv=None) -> int:
         parser.error(f"{' and '.join(wrong)} {'go' if len(wrong) > 1 else 'goes'} with "
                      + ("--all; for one run of NAME pass --seed K (run it once per seed)" if args.name
                         else "one experiment NAME, not --all; --all takes --seeds S"))
-    args.workers, args.seeds, args.seed = args.workers or 1, args.seeds or 1, args.seed or 0
+    args.workers, args.seeds, args.seed = (default if value is None else value for value, default in
+                                           ((args.workers, 1), (args.seeds, 1), (args.seed, 0)))
     if args.workers < 1 or args.seeds < 1:
         parser.error("--workers and --seeds must be at least 1")
     if args.reuse_stale:

@@ -164,7 +164,9 @@ def test_other_labels_rescore_the_leaderboard_instead_of_reusing_it(smoke_data, 
 def test_train_cli_refuses_options_its_mode_ignores_and_ctrl_c_is_one_line(smoke_data, monkeypatch, capsys):
     for argv, fragment in ((["Baseline", "--seeds", "3"], "--seeds goes with --all; for one run of NAME pass --seed"),
                            (["Baseline", "--workers", "2"], "--workers goes with --all"),
-                           (["--all", "--seed", "1"], "--seed goes with one experiment NAME")):
+                           (["--all", "--seed", "1"], "--seed goes with one experiment NAME"),
+                           (["--all", "--workers", "0"], "--workers and --seeds must be at least 1"),
+                           (["--all", "--seeds", "0"], "--workers and --seeds must be at least 1")):
         with pytest.raises(SystemExit) as caught:
             train.main(argv)
         assert caught.value.code == 2 and fragment in capsys.readouterr().err
