@@ -82,7 +82,8 @@ def test_whole_pipeline_in_the_smoke_profile(smoke_data, smoke_records, monkeypa
     table = result["table"]["md"].read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| Model")]
     assert len(rows) == 20 and "missing" not in table and "synthetic" in table  # 12 rows + the Improved track's 8
-    assert rows[12].startswith("| Improved (a) focal, no background (beyond the report) |")
+    assert rows[12].startswith("| Improved (0) clean, Final's schedule (beyond the report) |")
+    assert rows[13].startswith("| Improved (a) focal, no background (beyond the report) |")
     ids, _ = read_submission(out / "submission.csv", n_images=len(smoke_data.test_images))
     assert len(ids) == len(smoke_data.test_images)
     names = {r["name"] for r in all_records()}
