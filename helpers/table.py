@@ -187,8 +187,9 @@ def paired(chosen: dict, a: str, b: str, path: tuple = PRIMARY_PATH, factor: flo
     is what a "2x steps" comparison measures and is stated, not hidden."""
     runs_a, runs_b = ({r["seed"]: r for r in _runs(chosen.get(n, []))} for n in (a, b))
     seeds = sorted(set(runs_a) & set(runs_b))
-    diffs = [va - vb for s in seeds if (va := _value(runs_a[s], path)) is not None
+    pairs = [(va, vb) for s in seeds if (va := _value(runs_a[s], path)) is not None
              and (vb := _value(runs_b[s], path)) is not None]
+    diffs = [va - vb for va, vb in pairs]
     result = {"a": a, "b": b, "path": "/".join(path), "seeds": len(diffs), "factor": factor, "controls": []}
     if not diffs:
         return {**result, "real": False, "comparable": False, "why": MISSING}
@@ -209,8 +210,8 @@ def paired(chosen: dict, a: str, b: str, path: tuple = PRIMARY_PATH, factor: flo
         spread = SEED_SPREAD["std"]
         source = f"one seed: the seed spread measured {SEED_SPREAD['measured']} (code {SEED_SPREAD['code']})"
     real = comparable and abs(mean) > factor * spread
-    return {**result, "mean_a": float(np.mean([_value(runs_a[s], path) for s in seeds])),
-            "mean_b": float(np.mean([_value(runs_b[s], path) for s in seeds])), "gain": mean, "spread": spread,
+    return {**result, "mean_a": float(np.mean([va for va, _ in pairs])),
+            "mean_b": float(np.mean([vb for _, vb in pairs])), "gain": mean, "spread": spread,
             "spread_source": source, "real": bool(real), "comparable": comparable,
             "why": f"{mean:+.2f} {'>' if real else '<='} {factor:g} x {spread:.2f} ({source})"}
 
