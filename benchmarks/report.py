@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.flops import TRAINING_FACTOR
+from helpers.flops import TRAINING_FACTOR
 from helpers.device import choose_settings
 from helpers.inference import BATCH_SIZES, choose_inference_settings
 from helpers.paths import reports_dir
@@ -183,7 +183,7 @@ Settings `helpers.device.configure` chose for this device: XLA {'on' if settings
 
 ## Device peak and work per image
 
-Measured float32 peak: **{results['peak_gflops']:.0f} GFLOP/s**, the better of two 4096×4096 matmuls (best of 3): numpy's BLAS {results['matmul_gflops']['numpy']:.0f} GFLOP/s, TensorFlow's own CPU matmul {results['matmul_gflops']['tensorflow']:.0f} GFLOP/s; TensorFlow's bfloat16 matmul: {results['matmul_gflops'].get('tensorflow_bfloat16', float('nan')):.0f} GFLOP/s. Forward GFLOP per image (Conv2D and Dense multiply-adds × 2, `benchmarks/flops.py`): {flops}; a training step costs about {TRAINING_FACTOR}× the forward pass.
+Measured float32 peak: **{results['peak_gflops']:.0f} GFLOP/s**, the better of two 4096×4096 matmuls (best of 3): numpy's BLAS {results['matmul_gflops']['numpy']:.0f} GFLOP/s, TensorFlow's own CPU matmul {results['matmul_gflops']['tensorflow']:.0f} GFLOP/s; TensorFlow's bfloat16 matmul: {results['matmul_gflops'].get('tensorflow_bfloat16', float('nan')):.0f} GFLOP/s. Forward GFLOP per image (Conv2D and Dense multiply-adds × 2, `helpers/flops.py`): {flops}; a training step costs about {TRAINING_FACTOR}× the forward pass.
 
 ## Training throughput (the project's pipeline against the plain peer way, same process)
 

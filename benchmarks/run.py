@@ -21,9 +21,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks import flops, prediction, report, timing, training
+from benchmarks import prediction, report, timing, training
 from benchmarks.smoke_pipeline import smoke_pipeline_seconds
-from helpers import dataset, synthetic
+from helpers import dataset, flops, synthetic
 from helpers.device import configure
 from helpers.experiments import resolve
 from helpers.models import build_model

@@ -86,6 +86,26 @@ def _cpu_has_flag(flag: str) -> bool:
         return False
 
 
+# oneDNN's ISA cap (its own `ONEDNN_MAX_CPU_ISA`, read by oneDNN when TensorFlow starts), from the lowest up: a
+# cap below AVX512_CORE_BF16 leaves oneDNN no bfloat16 instructions, below AVX512_CORE_AMX no AMX tiles.
+_ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+                "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX512_CORE_AMX", "AVX10_1_512_AMX",
+                "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX_FP16")
+
+
+def _onednn_allows(isa: str) -> bool:
+    """Whether oneDNN may use `isa` under the process's `ONEDNN_MAX_CPU_ISA` (unset, ALL or DEFAULT: any)."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").strip().upper()
+    if cap in ("", "ALL", "DEFAULT") or cap not in _ONEDNN_ISAS:
+        return True
+    return _ONEDNN_ISAS.index(cap) >= _ONEDNN_ISAS.index(isa)
+
+
+def cpu_class(facts: dict) -> str:
+    """The CPU class the speed figures name: "AMX", "AVX512-BF16" or "AVX2 only" (float32), as oneDNN may use it."""
+    return "AMX" if facts.get("cpu_amx_bf16") else "AVX512-BF16" if facts.get("cpu_avx512_bf16") else "AVX2 only"
+
+
 def _gpus() -> list[dict]:
     """Name and compute capability of each physical GPU (does not initialise the TF runtime)."""
     details = []
@@ -111,8 +131,9 @@ def device_facts() -> dict:
     tpu_cores = len(tf.config.list_physical_devices("TPU"))
     device_type = "gpu" if gpus else "tpu" if tpu_cores else "cpu"
     return {"device_type": device_type, "gpus": gpus, "tpu_cores": tpu_cores, "cores": visible_cores(),
-            "cpu_model": _cpu_model(), "cpu_amx_bf16": _cpu_has_flag("amx_bf16"),
-            "cpu_avx512_bf16": _cpu_has_flag("avx512_bf16"), "replicas": _replicas(gpus, tpu_cores),
+            "cpu_model": _cpu_model(),
+            "cpu_amx_bf16": _cpu_has_flag("amx_bf16") and _onednn_allows("AVX512_CORE_AMX"),
+            "cpu_avx512_bf16": _cpu_has_flag("avx512_bf16") and _onednn_allows("AVX512_CORE_BF16"), "replicas": _replicas(gpus, tpu_cores),
             "op_determinism": bool(is_op_determinism_enabled())}
 
 
@@ -128,11 +149,11 @@ def _describe(facts: dict) -> str:
         return f"GPU: {gpus}; host CPU: {cpu}"
     if facts["device_type"] == "tpu":
         return f"TPU: {facts['tpu_cores']} cores; host CPU: {cpu}"
-    return f"CPU: {cpu}"
+    return f"CPU: {cpu} ({cpu_class(facts)})"
 
 
 def describe_device() -> str:
-    """One line naming the accelerator(s) and host CPU, e.g. "CPU: 2 cores, AMD EPYC"."""
+    """One line naming the accelerator(s) and host CPU, e.g. "CPU: 2 cores, AMD EPYC (AVX2 only)"."""
     return _describe(device_facts())
 
 

@@ -302,6 +302,28 @@ def member_seeds(seed: int, members: int) -> list[int]:
     return [seed + MEMBER_SEED_STRIDE * i for i in range(members)]
 
 
+def trainings(runs: list[str], seeds: int) -> list[tuple[str, int, bool]]:
+    """(entry, seed, member) of every model that `runs` × seeds 0..seeds-1 train, each once, teachers before
+    their students: a predictor trains its trainer at the member seeds, a self-trained student its teacher's
+    models first. The same walk `helpers.train.run` takes, without training anything (for the run's projected time)."""
+    found: dict[tuple[str, int], bool] = {}
+
+    def visit(name: str, seed: int, member: bool = False) -> None:
+        settings = resolve(name)
+        if not member and (settings["inference"]["members"] > 1 or trainer(name) != name):
+            for each in member_seeds(seed, settings["inference"]["members"]):
+                visit(trainer(name), each, member=True)
+            return
+        if settings["self_training"]:
+            visit(parents(name)[0], seed % MEMBER_SEED_STRIDE)
+        found.setdefault((name, seed), member)
+
+    for seed in range(seeds):
+        for name in runs:
+            visit(name, seed)
+    return [(name, seed, member) for (name, seed), member in found.items()]
+
+
 def names(include_ablations: bool = False) -> list[str]:
     """Table 1's rows, then the Improved track, then (optionally) the ablations."""
     return TABLE1 + [entry["name"] for entry in IMPROVED] + ([a["name"] for a in ABLATIONS] if include_ablations else [])

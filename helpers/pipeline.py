@@ -95,6 +95,15 @@ def _environment(updates: dict):
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
 
 
+def announced(runs: list[str], seeds: int) -> set[tuple[str, int]]:
+    """The (name, seed) the progress lines will count: every run of `runs` × seeds, and the ensemble members
+    and teachers trained under other seeds (`helpers.experiments.trainings`)."""
+    from helpers.experiments import trainings
+
+    return {(name, seed) for seed in range(seeds) for name in runs} | {
+        (name, seed) for name, seed, _ in trainings(runs, seeds)}
+
+
 def default_workers() -> int:
     """One worker per GPU; on a CPU machine one per core where a one-core worker trains in bfloat16
     (`helpers.device.cpu_bfloat16_pays`: those kernels do not use a second core), else 1 (float32 + XLA uses
@@ -125,6 +134,22 @@ def pretrain(workers: int, *, profile: str, data: str, labels: str | None, seeds
         raise PipelineError(f"training workers failed (exit {code}): {tail[0] if tail else 'no output'} — see {log}; "
                             "finished runs are kept and a rerun reuses them")
     return time.perf_counter() - started
+
+
+def _projection(runs: list[str], seeds: int, profile: str, dataset, workers: int, force: bool) -> dict | None:
+    """Print the run's projected training time on this machine (`helpers.projection`); None if the probe failed,
+    which is said and does not stop the run."""
+    from helpers.profiles import get_profile
+    from helpers.projection import describe, project
+
+    print("projecting the run's time (a short speed probe) ...", flush=True)
+    try:
+        projection = project(runs, seeds, get_profile(profile), dataset, workers, force)
+    except RuntimeError as exc:
+        print(f"projected time: not available ({exc})", flush=True)
+        return None
+    print(describe(projection, workers), flush=True)
+    return projection
 
 
 @contextmanager
@@ -188,15 +213,17 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
     from helpers.experiments import notebook_runs
 
     runs = notebook_runs([nb.stem for nb in chosen] if only else None)
-    if workers is None:
-        from helpers import held_stderr
+    from helpers import held_stderr
 
+    if workers is None:
         with contextlib.nullcontext() if verbose else held_stderr():  # CUDA probing lines (cuInit on CPU machines)
             workers = default_workers()
+    with contextlib.nullcontext() if verbose else held_stderr():
+        projection = _projection(runs, seeds, profile, dataset, workers, force)
     log = out_dir / "progress.log"
     log.write_text("")
     kernels_env = {"MARS_PROGRESS_LOG": str(log), "MARS_PROGRESS_STARTED": str(time.time()),
-                   "MARS_PROGRESS_TOTAL": str(len(runs) * seeds),
+                   "MARS_PROGRESS_TOTAL": str(len(announced(runs, seeds))),
                    "MARS_PROGRESS_WORKERS": str(workers)}
     if not verbose:
         kernels_env["TF_CPP_MIN_LOG_LEVEL"] = "3"  # the kernels' C++ start-up noise (cuInit on CPU machines...)
@@ -221,10 +248,11 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
 
         write_json_atomic(out_dir / "bench_pipeline.json", {
             "profile": profile, "seeds": seeds, "data": dataset.source.label(), "device": describe_device(),
-            "workers": workers, "training_workers_seconds": training_seconds, "notebook_seconds": timings,
+            "workers": workers, "projected_training_seconds": projection and projection["seconds"],
+            "training_workers_seconds": training_seconds, "notebook_seconds": timings,
             "total_seconds": time.perf_counter() - started,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    return {"notebooks": timings, "table": table, "workers": workers}
+    return {"notebooks": timings, "table": table, "workers": workers, "projection": projection}
 
 
 def main(argv=None) -> int:

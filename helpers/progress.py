@@ -3,7 +3,8 @@ elapsed time and ETA estimated from the runs finished so far.
 
 Lines go to stdout (a notebook's output, the terminal) and, when `MARS_PROGRESS_LOG` names a file, are also
 appended to it: `helpers.pipeline` sets it (with `MARS_PROGRESS_TOTAL`, the number of distinct runs it will ask
-for) and prints the file's new lines as they come, so `make table1` shows what its notebooks' kernels are doing.
+for, ensemble members included: `helpers.pipeline.announced`) and prints the file's new lines as they come, so
+`make table1` shows what its notebooks' kernels are doing.
 """
 from __future__ import annotations
 

@@ -39,7 +39,8 @@ def _run_fresh(code, timeout=120):
 
 def test_auto_choices_per_device():
     cpu = choose_settings(CPU)
-    assert cpu == {"device": "CPU: 6 cores, Test CPU", "device_type": "cpu", "replicas": 1, "jit_compile": True,
+    assert cpu == {"device": "CPU: 6 cores, Test CPU (AVX2 only)", "device_type": "cpu", "replicas": 1,
+                   "jit_compile": True,
                    "mixed_precision": "float32", "intra_op_threads": 6, "inter_op_threads": 2}
     assert choose_settings(_gpu_facts(H100))["jit_compile"] is True
     h100 = choose_settings(_gpu_facts(H100, H100))
@@ -197,3 +198,21 @@ def test_pipeline_uses_one_worker_per_core_only_where_one_core_workers_train_in_
         assert pipeline.default_workers() == expected, flags
     monkeypatch.setattr(device, "device_facts", lambda: _gpu_facts(H100, H100))
     assert pipeline.default_workers() == 2
+
+
+def test_onednn_isa_cap_hides_the_bfloat16_kernels_it_forbids(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 (the AVX2-only class approximated on a newer CPU) means float32 and one
+    worker, as on that class; AVX512_CORE_BF16 keeps AVX512-BF16 but not AMX; unset keeps whatever the CPU has."""
+    from helpers import device
+
+    monkeypatch.setattr(device, "_cpu_has_flag", lambda flag: True)
+    for cap, amx, bf16, named in (("AVX2", False, False, "AVX2 only"), ("avx512_core_bf16", False, True, "AVX512-BF16"),
+                                  ("AVX512_CORE_AMX", True, True, "AMX"), (None, True, True, "AMX")):
+        if cap is None:
+            monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+        else:
+            monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        facts = device.device_facts()
+        assert (facts["cpu_amx_bf16"], facts["cpu_avx512_bf16"], device.cpu_class(facts)) == (amx, bf16, named), cap
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert device.choose_settings(device.device_facts())["mixed_precision"] == "float32"

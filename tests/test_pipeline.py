@@ -63,9 +63,13 @@ def test_whole_pipeline_in_the_smoke_profile(smoke_data, smoke_records, monkeypa
     printed = "\n".join(capfd.readouterr())  # the kernels write to this process's file descriptors too
     noisy = [line for line in printed.splitlines() if NOISE.search(line)]
     assert not noisy, f"noise in the pipeline's output: {noisy[:5]}"
-    total = len(experiments.names(include_ablations=True))
+    total = len(pipeline.announced(experiments.notebook_runs(), 1))  # every run, plus members under seeds 1000+
     assert f"[{total}/{total}] " in printed and re.search(r"\[\d+/\d+\] .+ \(seed 0\): (training|reused)", printed)
     assert "ETA" in printed and "epoch 1/1" in printed
+    # The projection's walk (helpers.experiments.trainings) names exactly the models the run then trained.
+    assert "projected training time on this machine: ≈ " in printed
+    trained = set(re.findall(r"^\[\d+/\d+\] (.+) \(seed (\d+)\): training", printed, re.M))
+    assert trained and {(name, str(seed)) for name, seed in result["projection"]["jobs"]} == trained
     assert list(result["notebooks"]) == EXPECTED
     assert result["workers"] == pipeline.default_workers()
     if result["workers"] > 1:  # every run went through the training workers, each of which saw every run

@@ -1,0 +1,149 @@
+"""A long run's projected wall time on this machine, printed before it starts.
+
+How (no library does this for us, hence this short module): a probe process, placed and configured like one
+training worker (its share of the cores, `helpers.device.configure`'s precision and XLA choice, the profile's
+width and batch), trains the Baseline through `helpers.train.build` / `fit` for two short epochs and times
+them. Every model the run still has to train (`helpers.experiments.trainings`, finished records left out) is then
+costed in FLOPs (`helpers.flops`: 3× the forward pass per training image, 1× per predicted image, × 4 under
+flip TTA) at the probe's rate, plus the probe's start-up (tracing, compilation) once per model, shared by the
+workers. Not counted: blending, pseudo-labelling and the notebooks' own minutes (a few). docs/training.md
+compares projections with measured runs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from helpers import experiments
+from helpers.paths import REPO_ROOT
+
+PROBE_STEPS = 12
+"""Training steps per probe epoch: enough for a steady rate, few enough to cost well under a minute."""
+
+
+def probe(profile: dict, steps: int = PROBE_STEPS) -> dict:
+    """Images/s of the Baseline's training steps in this process and its start-up seconds (the first epoch's
+    extra time: tracing, compilation), through the run's own `build`/`fit` on random images of the data's shape."""
+    import keras
+
+    from helpers import train
+    from helpers.constants import IMAGE_SHAPE, NUM_CLASSES
+    from helpers.device import configure
+
+    device = configure(threads=False, xla=profile["xla"])
+    rng = np.random.default_rng(0)
+    batch = profile["batch_size"]
+    images = rng.random((steps * batch, *IMAGE_SHAPE), dtype=np.float32)
+    masks = rng.integers(0, NUM_CLASSES, (steps * batch, *IMAGE_SHAPE), dtype=np.uint8)
+    seconds: list[float] = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.started)
+
+    with tempfile.TemporaryDirectory() as folder:
+        run_plan = {"settings": experiments.resolve("Baseline"), "profile": profile, "seed": 0, "epochs": 2,
+                    "patience": 2, "folder": Path(folder)}
+        prepared = {"arrays": {"train": (images, masks), "val": (images[:batch], masks[:batch])},
+                    "info": {"budget": {"steps_per_epoch": steps}}}
+        built = train.build(run_plan, prepared, callbacks=[Clock()], device=device)
+        train.fit(built, verbose=0)
+    return {"images_per_second": steps * batch / seconds[1], "startup_seconds": max(0.0, seconds[0] - seconds[1]),
+            "mixed_precision": device["mixed_precision"], "jit_compile": device["jit_compile"]}
+
+
+def probe_like_a_worker(profile_name: str, workers: int) -> dict:
+    """`probe` in a fresh process on one worker's share of the cores (as `helpers.train` places its workers)."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    share = cores[0::workers] if workers > 1 and len(cores) >= workers else None
+    completed = subprocess.run([sys.executable, "-m", "helpers.projection", profile_name], capture_output=True,
+                               text=True, cwd=str(REPO_ROOT), preexec_fn=(lambda: os.sched_setaffinity(0, share))
+                               if share else None)
+    if completed.returncode:
+        lines = [line for line in completed.stderr.splitlines() if line.strip()]
+        raise RuntimeError(f"the speed probe failed: {lines[-1] if lines else 'no output'}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def work(runs: list[str], seeds: int, profile: dict, data, force: bool = False) -> list[dict]:
+    """One entry per model still to train: its name, seed and GFLOP (training steps, per-epoch validation,
+    scoring of the test split and the leaderboard subset, the whole test set for a submitted row)."""
+    from helpers import train
+    from helpers.flops import TRAINING_FACTOR, forward_flops
+    from helpers.models import build_model
+    from helpers.records import read_record
+    from helpers.splits import make_split
+
+    split = make_split(data, variant="clean")
+    val, test = (len(part) if profile[f"max_{name}"] is None else min(len(part), profile[f"max_{name}"])
+                 for name, part in (("val", split.val), ("test", split.test)))
+    reference = len(split.train) if profile["max_train"] is None else min(len(split.train), profile["max_train"])
+    steps = train.budget(reference, profile["batch_size"])["steps_per_epoch"]
+    leaderboard = len(data.test_images) if profile["test_set_limit"] is None else min(len(data.test_images),
+                                                                                     profile["test_set_limit"])
+    forward: dict[str, int] = {}
+    jobs = []
+    for name, seed, member in experiments.trainings(runs, seeds):
+        run_plan = train.plan(name, data, profile, seed, member=member)
+        if not force and (read_record(run_plan["folder"] / "record.json") or {}).get("status") == "finished":
+            continue
+        model = json.dumps(run_plan["settings"]["model"], sort_keys=True)
+        if model not in forward:
+            forward[model] = forward_flops(build_model(**run_plan["settings"]["model"], width=profile["width"]))
+        submitted = name in train.SUBMITTED_ENTRIES and not member
+        predicted = (test + (len(data.test_images) if submitted else leaderboard)) * (
+            4 if run_plan["settings"]["inference"]["tta"] else 1)
+        images = TRAINING_FACTOR * run_plan["epochs"] * steps * profile["batch_size"] + run_plan["epochs"] * val
+        jobs.append({"name": name, "seed": seed, "gflop": forward[model] * (images + predicted) / 1e9})
+    return jobs
+
+
+def project(runs: list[str], seeds: int, profile: dict, data, workers: int, force: bool = False) -> dict:
+    """The projected seconds of training `runs` × `seeds` with `workers` processes, from one probe and `work`;
+    with the probe's figures and the (name, seed) of each model to train."""
+    from helpers.flops import TRAINING_FACTOR, forward_flops
+    from helpers.models import build_model
+
+    jobs = work(runs, seeds, profile, data, force)
+    if not jobs:
+        return {"seconds": 0.0, "trainings": 0, "jobs": []}
+    speed = probe_like_a_worker(profile["name"], workers)
+    baseline = forward_flops(build_model(**experiments.resolve("Baseline")["model"], width=profile["width"]))
+    gflop_per_second = speed["images_per_second"] * TRAINING_FACTOR * baseline / 1e9
+    busy = sum(job["gflop"] for job in jobs) / gflop_per_second + speed["startup_seconds"] * len(jobs)
+    return {"seconds": busy / min(workers, len(jobs)), "trainings": len(jobs), **speed,
+            "gflop_per_second": gflop_per_second, "jobs": [(job["name"], job["seed"]) for job in jobs]}
+
+
+def describe(projection: dict, workers: int) -> str:
+    """One line for the terminal: the projection and what it rests on."""
+    if not projection["trainings"]:
+        return "projected training time: none (every run has a finished record)"
+    return (f"projected training time on this machine: ≈ {projection['seconds'] / 60:.0f} min for "
+            f"{projection['trainings']} trainings on {workers} worker(s) (probe: the Baseline at "
+            f"{projection['images_per_second']:.0f} img/s per worker, {projection['mixed_precision']}, "
+            f"XLA {'on' if projection['jit_compile'] else 'off'}, {projection['startup_seconds']:.0f} s start-up "
+            f"per model; FLOP-scaled to the other models; notebooks not included)")
+
+
+def main(argv=None) -> int:
+    """`python -m helpers.projection PROFILE`: run the probe in this process and print its JSON line."""
+    from helpers.profiles import get_profile
+
+    args = sys.argv[1:] if argv is None else argv
+    print(json.dumps(probe(get_profile(args[0] if args else "default"))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

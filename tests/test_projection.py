@@ -1,0 +1,60 @@
+"""The run's projected time: the models it will train, the FLOPs it counts, and the speed probe."""
+import math
+
+import keras
+import pytest
+
+from helpers import experiments
+from helpers.flops import forward_flops
+from helpers.profiles import get_profile
+
+
+def test_forward_flops_match_a_hand_count():
+    """A 3x3 convolution, 1 -> 2 channels on a 4x4 image ('same'): 16 positions × 2 filters × 9 multiply-adds;
+    then a Dense 2 -> 3 at each of the 16 positions."""
+    inputs = keras.Input((4, 4, 1))
+    hidden = keras.layers.Conv2D(2, 3, padding="same")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3)(hidden))
+    assert forward_flops(model) == 2 * 16 * 2 * 9 + 2 * 16 * 2 * 3
+
+
+def test_the_walk_names_every_model_notebook_06_trains_once_teachers_first():
+    walked = experiments.trainings(experiments.notebook_runs(["06"]), 1)
+    assert walked == [("Baseline", 0, False), ("Improved (0) clean, Final's schedule", 0, False),
+                      ("Improved (a) focal, no background", 0, False), ("Improved (c) flips", 0, False),
+                      ("Improved (d) SE bottleneck", 0, False), ("Improved (d) SE bottleneck", 1000, True),
+                      ("Improved", 0, True), ("Improved", 1000, True),
+                      ("Final Model", 0, False), ("Final Model", 1000, True)]
+    two = experiments.trainings(experiments.notebook_runs(["06"]), 2)
+    assert len(two) == 20 and len(set(two)) == 20 and ("Improved (d) SE bottleneck", 1001, True) in two
+
+
+def test_work_counts_training_validation_and_scoring_images(smoke_data, smoke_records):
+    """Hand count for the smoke profile: 3 × (steps × batch) training images, one validation pass per epoch, the
+    test split and the leaderboard subset (the whole test set for the submitted Final Model); a finished record
+    is not projected again unless forced."""
+    from helpers.models import build_model
+    from helpers.projection import work
+    from helpers.splits import make_split
+
+    profile = get_profile("smoke")
+    split = make_split(smoke_data, variant="clean")
+    steps = math.ceil(min(len(split.train), profile["max_train"]) / profile["batch_size"])
+    val, test = min(len(split.val), profile["max_val"]), min(len(split.test), profile["max_test"])
+    n_test = len(smoke_data.test_images)
+    assert work(["Baseline"], 1, profile, smoke_data) == []  # smoke_records trained it
+    for name, predicted in (("Baseline", test + min(profile["test_set_limit"], n_test)), ("Final Model", test + n_test)):
+        (job,) = work([name], 1, profile, smoke_data, force=True)
+        flops = forward_flops(build_model(**experiments.resolve(name)["model"], width=profile["width"]))
+        expected = flops * (3 * steps * profile["batch_size"] + val + predicted) / 1e9
+        assert (job["name"], job["seed"]) == (name, 0) and job["gflop"] == pytest.approx(expected)
+
+
+def test_the_probe_measures_a_positive_rate_in_a_worker_like_process():
+    from helpers.projection import describe, probe_like_a_worker
+
+    speed = probe_like_a_worker("smoke", workers=1)
+    assert speed["images_per_second"] > 0 and speed["startup_seconds"] >= 0
+    assert speed["mixed_precision"] in ("float32", "mixed_bfloat16")
+    line = describe({**speed, "seconds": 600.0, "trainings": 3}, workers=2)
+    assert line.startswith("projected training time on this machine: ≈ 10 min for 3 trainings on 2 worker(s)")
