@@ -120,9 +120,11 @@ def project(runs: list[str], seeds: int, profile: dict, data, workers: int, forc
     speed = probe_like_a_worker(profile["name"], workers)
     baseline = forward_flops(build_model(**experiments.resolve("Baseline")["model"], width=profile["width"]))
     gflop_per_second = speed["images_per_second"] * TRAINING_FACTOR * baseline / 1e9
-    busy = sum(job["gflop"] for job in jobs) / gflop_per_second + speed["startup_seconds"] * len(jobs)
-    return {"seconds": busy / min(workers, len(jobs)), "trainings": len(jobs), **speed,
-            "gflop_per_second": gflop_per_second, "jobs": [(job["name"], job["seed"]) for job in jobs]}
+    for job in jobs:
+        job["seconds"] = job["gflop"] / gflop_per_second + speed["startup_seconds"]
+    return {"seconds": sum(job["seconds"] for job in jobs) / min(workers, len(jobs)), "trainings": len(jobs),
+            **speed, "gflop_per_second": gflop_per_second, "jobs": [(job["name"], job["seed"]) for job in jobs],
+            "job_seconds": [job["seconds"] for job in jobs]}
 
 
 def describe(projection: dict, workers: int) -> str:

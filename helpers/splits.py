@@ -18,8 +18,6 @@ version would compute.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from sklearn.model_selection import train_test_split
 from helpers.aliens import DEFAULT_MIN_COUNT, find_aliens
 from helpers.data import MarsData
 from helpers.paths import data_dir
+from helpers.records import write_json_atomic
 
 VARIANTS = ("clean", "all")
 PARTS = ("train", "val", "test")
@@ -63,14 +62,6 @@ def compute_split(n_images: int, candidates: np.ndarray, *, seed: int = 42, test
     return np.sort(train), np.sort(val), np.sort(test)
 
 
-def _atomic_write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle)
-    os.replace(tmp, path)
-
-
 def _check_stored(payload: dict, path: Path, n_images: int) -> None:
     parts = [np.asarray(payload[p]) for p in PARTS]
     joined = np.concatenate(parts)
@@ -93,7 +84,7 @@ def make_split(data: MarsData, *, variant: str = "clean", seed: int = 42, min_co
         train, val, test = compute_split(n_images, np.setdiff1d(np.arange(n_images), aliens), seed=seed)
         payload = {"variant": "clean", "seed": seed, "fingerprint": data.source.fingerprint,
                    "n_images": n_images, "train": train.tolist(), "val": val.tolist(), "test": test.tolist()}
-        _atomic_write_json(path, payload)
+        write_json_atomic(path, payload)
     train, val, test = (np.asarray(payload[p], dtype=np.int64) for p in PARTS)
     if variant == "all":
         train = np.union1d(train, np.asarray(aliens, dtype=np.int64))
