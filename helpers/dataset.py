@@ -11,12 +11,15 @@ Keras cannot take `class_weight` for (B, H, W) targets, so class weights become 
 Augmented batches are bit-identical across runs only under `helpers.determinism.set_determinism`
 (the Keras augmentation layers draw from a stateful seed, which `tf.data` then runs serially).
 
-TensorFlow is imported by the two dataset builders only: the checks (`validate_images`...) serve every backend.
+TensorFlow is imported by the two dataset builders only: the checks (`validate_images`...) serve every backend,
+and under JAX `make_dataset` gives numpy batches instead (`helpers.batches`).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from helpers import backend
+from helpers.batches import ArrayBatches
 from helpers.constants import IMAGE_SHAPE, NUM_CLASSES
 
 TF_DATA_AUTOTUNE = False
@@ -117,7 +120,7 @@ def make_dataset(
     drop_remainder: bool = False,
     repeat: bool = False,
     autotune: bool | None = None,
-) -> tf.data.Dataset:
+) -> tf.data.Dataset | ArrayBatches:
     """Training/evaluation dataset yielding `(x, y, sample_weight)` batches.
 
     x: (B, 64, 128, 1) float32; y: (B, 64, 128) int32; sample_weight: (B, 64, 128) float32 equal to
@@ -127,14 +130,19 @@ def make_dataset(
     to the training split only. `repeat` makes the stream endless (each pass reshuffled), so a fixed number of
     optimizer steps can be taken whatever the split's size (`fit(steps_per_epoch=...)`: the same budget for
     every run, `helpers.train.budget`). `autotune` turns tf.data's autotuner on or off (None: `TF_DATA_AUTOTUNE`).
-    """
-    import tensorflow as tf
 
+    When Keras runs on JAX the same batches come from numpy, without TensorFlow: a `helpers.batches.ArrayBatches`
+    (`cache` and `autotune` are tf.data's and do nothing there; a shuffled order is numpy's, not tf.data's).
+    """
     images, masks = validate_images_and_masks(images, masks)
     batch_size = _validate_batch_size(batch_size)
     weights = None if class_weights is None else _validate_class_weights(class_weights)
     if augment is not None and not callable(augment):
         raise ValueError(f"augment must be a function (x, y) -> (x, y) or None, got {type(augment).__name__}")
+    if not backend.is_tensorflow():
+        return ArrayBatches(images, masks, batch_size=batch_size, class_weights=weights, shuffle=shuffle,
+                            augment=augment, seed=seed, drop_remainder=drop_remainder, repeat=repeat)
+    import tensorflow as tf
 
     def prepare(x, y):
         if augment is not None:

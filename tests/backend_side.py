@@ -98,6 +98,16 @@ def _dynamic_weights_reach_the_step(step: dict, data) -> dict:
             "weights_before": np.array(list(before.values())), "weights_after": np.array(list(loss.term_weights.values()))}
 
 
+def _fit_on_the_pipeline(model, data) -> dict:
+    """One `fit` step on what `helpers.dataset.make_dataset` gives this backend (numpy batches on JAX)."""
+    from helpers.dataset import make_dataset
+
+    dataset = make_dataset(data["train_images"][..., 0], data["train_labels"], batch_size=8, shuffle=True,
+                           repeat=True, class_weights=[0.5, 1.0, 2.0, 3.0, 10.0])
+    history = model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)
+    return {"fit/pipeline": type(dataset).__name__, "fit/loss": history.history["loss"][0]}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("inputs")
@@ -143,6 +153,8 @@ def main(argv=None) -> int:
         out[f"{key}/paths"] = np.array(step["paths"])
         for i, (before, after) in enumerate(zip(step["before"], step["after"])):
             out[f"{key}/initial/{i}"], out[f"{key}/after/{i}"] = before, after
+        if key == "baseline" and not backend.is_tensorflow():
+            out.update(_fit_on_the_pipeline(step["model"], data))
         if key == "final":
             if backend.stateless_steps():  # TensorFlow reads them at every call (tests/test_optim_callbacks.py)
                 for name, value in _dynamic_weights_reach_the_step(step, data).items():

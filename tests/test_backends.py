@@ -141,10 +141,13 @@ def test_predicted_labels_agree(sides):
 @pytest.mark.slow
 def test_jax_side_ran_without_tensorflow(sides):
     """The JAX side imported helpers (layers, models, losses, metrics, optim, callbacks, TTA, ensembles, pseudo-labels,
-    inference), built, compiled and trained both models and predicted with TTA, while importing TensorFlow raised."""
+    inference, dataset), built, compiled and trained both models, fitted the Baseline one step on
+    `make_dataset`'s batches and predicted with TTA, while importing TensorFlow raised."""
     tf_out, jax_out = sides
     assert bool(jax_out["tensorflow_blocked"]) and not bool(jax_out["tensorflow_imported"])
     assert bool(tf_out["tensorflow_imported"]) and not bool(tf_out["tensorflow_blocked"])
+    assert str(jax_out["fit/pipeline"]) == "ArrayBatches", "make_dataset gives numpy batches on JAX"
+    assert np.isfinite(float(jax_out["fit/loss"]))
 
 
 @pytest.mark.slow
