@@ -240,8 +240,8 @@ def configure(*, xla="auto", mixed_precision="auto", threads="auto") -> dict:
                       stacklevel=2)
     settings = choose_settings(facts, xla=xla, mixed_precision=mixed_precision, threads=threads)
     keras.mixed_precision.set_global_policy(settings["mixed_precision"])
-    applied = backend.is_tensorflow() and settings["intra_op_threads"] is not None and _apply_threads(settings["intra_op_threads"],
-                                                                           settings["inter_op_threads"])
+    applied = (backend.is_tensorflow() and settings["intra_op_threads"] is not None
+               and _apply_threads(settings["intra_op_threads"], settings["inter_op_threads"]))
     return {**settings, "threads_applied": applied}
 
 
