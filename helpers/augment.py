@@ -13,7 +13,6 @@ No library ships this mask-aware expansion, so it is written here around OpenCV'
 import cv2
 import keras
 import numpy as np
-import tensorflow as tf
 
 from helpers.constants import BIG_ROCK, IMAGE_SHAPE
 from helpers.dataset import validate_images_and_masks
@@ -82,6 +81,7 @@ def geometric_augmenter(
             )
         )
     pipeline = keras.layers.Pipeline(layers, name="geometric_augmentation")
+    import tensorflow as tf  # the augmenter runs inside tf.data (TensorFlow only); the blending below needs numpy
 
     def augment(images, masks):
         images = tf.convert_to_tensor(images)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import keras
 
+from helpers import backend
 from helpers.losses import CombinedLoss
 from helpers.constants import MONITOR
 
@@ -32,7 +33,8 @@ class DynamicLossWeights(keras.callbacks.Callback):
     (`accuracy_key`) > `accuracy_threshold`, multiply each `decayed` term's weight by `factor`.
     Renormalising keeps the sum of the adapted terms' weights (boosted + decayed present in the
     loss) at its value before the update; other terms (e.g. class_limit) keep their weights.
-    The weights in force during an epoch are written into its logs as `w_<term>` for every term.
+    The weights in force during an epoch are written into its logs as `w_<term>` for every term. On JAX,
+    whose compiled steps bake the weights in, a change has the train and test steps traced again.
     `loss` defaults to the model's compiled loss. The weights live in the loss, not in the model's
     variables: `BackupAndRestore` does not restore them, so a resumed run restarts from the
     compiled weights.
@@ -100,7 +102,11 @@ class DynamicLossWeights(keras.callbacks.Callback):
             logs[f"w_{name}"] = value
         miou = _log_value(logs, self.miou_key, "the mean IoU")
         accuracy = _log_value(logs, self.accuracy_key, "the accuracy")
-        self.loss.set_term_weights(self.updated_weights(weights, miou, accuracy))
+        new = self.updated_weights(weights, miou, accuracy)
+        self.loss.set_term_weights(new)
+        if new != weights and backend.stateless_steps():
+            self.model.make_train_function(force=True)  # JAX baked the old weights into the traced steps
+            self.model.make_test_function(force=True)
 
 
 class StopOnNaN(keras.callbacks.Callback):

@@ -10,18 +10,25 @@ Keras cannot take `class_weight` for (B, H, W) targets, so class weights become 
 
 Augmented batches are bit-identical across runs only under `helpers.determinism.set_determinism`
 (the Keras augmentation layers draw from a stateful seed, which `tf.data` then runs serially).
-"""
-import numpy as np
-import tensorflow as tf
 
+TensorFlow is imported by the two dataset builders only: the checks (`validate_images`...) serve every backend,
+and under JAX `make_dataset` gives numpy batches instead (`helpers.batches`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from helpers import backend
+from helpers.batches import ArrayBatches
 from helpers.constants import IMAGE_SHAPE, NUM_CLASSES
 
-AUTOTUNE = tf.data.AUTOTUNE
 TF_DATA_AUTOTUNE = False
 """Default for the `autotune` argument of the dataset builders; `benchmarks.run` measures both ways."""
 
 
 def _with_autotune(dataset: tf.data.Dataset, autotune: bool | None) -> tf.data.Dataset:
+    import tensorflow as tf
+
     options = tf.data.Options()
     options.autotune.enabled = TF_DATA_AUTOTUNE if autotune is None else bool(autotune)
     return dataset.with_options(options)
@@ -113,7 +120,7 @@ def make_dataset(
     drop_remainder: bool = False,
     repeat: bool = False,
     autotune: bool | None = None,
-) -> tf.data.Dataset:
+) -> tf.data.Dataset | ArrayBatches:
     """Training/evaluation dataset yielding `(x, y, sample_weight)` batches.
 
     x: (B, 64, 128, 1) float32; y: (B, 64, 128) int32; sample_weight: (B, 64, 128) float32 equal to
@@ -123,12 +130,19 @@ def make_dataset(
     to the training split only. `repeat` makes the stream endless (each pass reshuffled), so a fixed number of
     optimizer steps can be taken whatever the split's size (`fit(steps_per_epoch=...)`: the same budget for
     every run, `helpers.train.budget`). `autotune` turns tf.data's autotuner on or off (None: `TF_DATA_AUTOTUNE`).
+
+    When Keras runs on JAX the same batches come from numpy, without TensorFlow: a `helpers.batches.ArrayBatches`
+    (`cache` and `autotune` are tf.data's and do nothing there; a shuffled order is numpy's, not tf.data's).
     """
     images, masks = validate_images_and_masks(images, masks)
     batch_size = _validate_batch_size(batch_size)
     weights = None if class_weights is None else _validate_class_weights(class_weights)
     if augment is not None and not callable(augment):
         raise ValueError(f"augment must be a function (x, y) -> (x, y) or None, got {type(augment).__name__}")
+    if not backend.is_tensorflow():
+        return ArrayBatches(images, masks, batch_size=batch_size, class_weights=weights, shuffle=shuffle,
+                            augment=augment, seed=seed, drop_remainder=drop_remainder, repeat=repeat)
+    import tensorflow as tf
 
     def prepare(x, y):
         if augment is not None:
@@ -148,13 +162,15 @@ def make_dataset(
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    dataset = dataset.map(prepare, num_parallel_calls=AUTOTUNE)
-    return _with_autotune(dataset.prefetch(AUTOTUNE), autotune)
+    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    return _with_autotune(dataset.prefetch(tf.data.AUTOTUNE), autotune)
 
 
 def make_predict_dataset(images, batch_size: int, autotune: bool | None = None) -> tf.data.Dataset:
     """Inference dataset yielding x batches (B, 64, 128, 1) float32 in the input order."""
+    import tensorflow as tf
+
     images = validate_images(images)
     batch_size = _validate_batch_size(batch_size)
     dataset = tf.data.Dataset.from_tensor_slices(images[..., None])
-    return _with_autotune(dataset.batch(batch_size).prefetch(AUTOTUNE), autotune)
+    return _with_autotune(dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE), autotune)

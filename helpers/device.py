@@ -13,7 +13,12 @@ Order of calls in a fresh process, before any model or tensor exists:
 (mixed-precision policy, thread pools); XLA is a `compile()` argument in Keras, so the decision is
 returned as `jit_compile` for the caller to pass on. Under "mixed_float16" Keras wraps the optimizer
 in a `LossScaleOptimizer` by itself; keep the softmax head in float32 (`dtype="float32"`).
+
+The device facts come from the backend Keras runs (`helpers.backend.devices`), so they read the same under JAX;
+the thread pools, `split_cpu` and `strategy` are TensorFlow's and import it when called.
 """
+from __future__ import annotations
+
 import json
 import math
 import os
@@ -22,8 +27,8 @@ import warnings
 from pathlib import Path
 
 import keras
-import tensorflow as tf
-from tensorflow.python.framework.config import is_op_determinism_enabled  # what Keras itself consults
+
+from helpers import backend
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 MIN_MIXED_FLOAT16_CAPABILITY = (7, 0)  # tensor cores: Volta and later
@@ -106,35 +111,24 @@ def cpu_class(facts: dict) -> str:
     return "AMX" if facts.get("cpu_amx_bf16") else "AVX512-BF16" if facts.get("cpu_avx512_bf16") else "AVX2 only"
 
 
-def _gpus() -> list[dict]:
-    """Name and compute capability of each physical GPU (does not initialise the TF runtime)."""
-    details = []
-    for gpu in tf.config.list_physical_devices("GPU"):
-        facts = tf.config.experimental.get_device_details(gpu)
-        details.append({"name": facts.get("device_name", gpu.name),
-                        "compute_capability": tuple(facts.get("compute_capability") or (0, 0))})
-    return details
-
-
-def _replicas(gpus: list, tpu_cores: int) -> int:
+def _replicas(found: dict) -> int:
     """How many devices `strategy()` will mirror over (read without initialising the runtime)."""
     workers = max(1, _tf_config_workers())
-    if gpus or tpu_cores:
-        return workers * max(len(gpus), tpu_cores, 1)
-    logical = tf.config.get_logical_device_configuration(tf.config.list_physical_devices("CPU")[0])
-    return workers * (len(logical) if logical else 1)
+    if found["gpus"] or found["tpu_cores"]:
+        return workers * max(len(found["gpus"]), found["tpu_cores"], 1)
+    return workers * found["cpu_devices"]
 
 
 def device_facts() -> dict:
     """What `configure` decides from: device type ("gpu", "tpu" or "cpu"), GPUs, cores, replicas, determinism."""
-    gpus = _gpus()
-    tpu_cores = len(tf.config.list_physical_devices("TPU"))
+    found = backend.devices()
+    gpus, tpu_cores = found["gpus"], found["tpu_cores"]
     device_type = "gpu" if gpus else "tpu" if tpu_cores else "cpu"
     return {"device_type": device_type, "gpus": gpus, "tpu_cores": tpu_cores, "cores": visible_cores(),
             "cpu_model": _cpu_model(),
             "cpu_amx_bf16": _cpu_has_flag("amx_bf16") and _onednn_allows("AVX512_CORE_AMX"),
-            "cpu_avx512_bf16": _cpu_has_flag("avx512_bf16") and _onednn_allows("AVX512_CORE_BF16"), "replicas": _replicas(gpus, tpu_cores),
-            "op_determinism": bool(is_op_determinism_enabled())}
+            "cpu_avx512_bf16": _cpu_has_flag("avx512_bf16") and _onednn_allows("AVX512_CORE_BF16"), "replicas": _replicas(found),
+            "op_determinism": found["op_determinism"]}
 
 
 def _describe(facts: dict) -> str:
@@ -216,6 +210,8 @@ def choose_settings(facts: dict, *, xla="auto", mixed_precision="auto", threads=
 
 def _apply_threads(intra: int, inter: int) -> bool:
     """Set TF's thread pools; False (with a warning) when the runtime already started with other counts."""
+    import tensorflow as tf
+
     try:
         tf.config.threading.set_intra_op_parallelism_threads(intra)
         tf.config.threading.set_inter_op_parallelism_threads(inter)
@@ -234,7 +230,8 @@ def configure(*, xla="auto", mixed_precision="auto", threads="auto") -> dict:
 
     Returns a plain dict: device (description), device_type, replicas, jit_compile (pass to `model.compile`),
     mixed_precision (the policy now global), intra_op_threads / inter_op_threads (None = TF's
-    defaults) and threads_applied (False when they were left alone or TF had already started).
+    defaults) and threads_applied (False when they were left alone or TF had already started). The thread
+    pools are TensorFlow's: under JAX they are left alone (threads_applied False).
     """
     facts = device_facts()
     if facts["device_type"] == "cpu" and nvidia_gpu_present():
@@ -243,8 +240,8 @@ def configure(*, xla="auto", mixed_precision="auto", threads="auto") -> dict:
                       stacklevel=2)
     settings = choose_settings(facts, xla=xla, mixed_precision=mixed_precision, threads=threads)
     keras.mixed_precision.set_global_policy(settings["mixed_precision"])
-    applied = settings["intra_op_threads"] is not None and _apply_threads(settings["intra_op_threads"],
-                                                                           settings["inter_op_threads"])
+    applied = (backend.is_tensorflow() and settings["intra_op_threads"] is not None
+               and _apply_threads(settings["intra_op_threads"], settings["inter_op_threads"]))
     return {**settings, "threads_applied": applied}
 
 
@@ -257,6 +254,8 @@ def split_cpu(n: int) -> list:
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"split_cpu needs a positive int number of devices, got {n!r}")
+    import tensorflow as tf
+
     cpu = tf.config.list_physical_devices("CPU")[0]
     wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
     current = tf.config.get_logical_device_configuration(cpu)
@@ -271,6 +270,8 @@ def split_cpu(n: int) -> list:
 
 def _tpu_resolver():
     """A TPU cluster resolver (Kaggle, Colab, Cloud TPU VMs; found from the environment), or None without a TPU."""
+    import tensorflow as tf
+
     attempts = [{}] + ([{"tpu": "local"}] if tf.config.list_physical_devices("TPU") else [])
     for kwargs in attempts:
         try:
@@ -283,20 +284,24 @@ def _tpu_resolver():
 _STRATEGY: tf.distribute.Strategy | None = None
 
 
-class _MultiWorkerMirrored(tf.distribute.MultiWorkerMirroredStrategy):
+def _multi_worker_mirrored() -> tf.distribute.Strategy:
     """TensorFlow's MultiWorkerMirroredStrategy, with a `reduce` that takes what Keras 3's `fit` passes it
     (keras-team/keras#20585): a whole (x, y, sample_weight) batch at once when it builds the model (a nest,
     reduced here value by value, as MirroredStrategy does), and scalar logs with `axis=0` (reduced here
     across replicas only, as a scalar has no axis). Every other call is TensorFlow's own."""
+    import tensorflow as tf
 
-    def reduce(self, reduce_op, value, axis):
-        def one(part):
-            local = self.experimental_local_results(part)[0] if isinstance(part, tf.distribute.DistributedValues) \
-                else part
-            rank = getattr(local, "shape", tf.TensorShape([])).rank
-            return super(_MultiWorkerMirrored, self).reduce(reduce_op, part, None if rank == 0 else axis)
+    class _MultiWorkerMirrored(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis):
+            def one(part):
+                local = self.experimental_local_results(part)[0] \
+                    if isinstance(part, tf.distribute.DistributedValues) else part
+                rank = getattr(local, "shape", tf.TensorShape([])).rank
+                return super(_MultiWorkerMirrored, self).reduce(reduce_op, part, None if rank == 0 else axis)
 
-        return tf.nest.map_structure(one, value)
+            return tf.nest.map_structure(one, value)
+
+    return _MultiWorkerMirrored()
 
 
 def _tf_config_workers() -> int:
@@ -346,8 +351,10 @@ def strategy_summary() -> str:
 
 
 def _new_strategy() -> tf.distribute.Strategy:
+    import tensorflow as tf
+
     if multi_worker():
-        return _MultiWorkerMirrored()
+        return _multi_worker_mirrored()
     resolver = _tpu_resolver()
     if resolver is not None:
         tf.config.experimental_connect_to_cluster(resolver)

@@ -2,11 +2,13 @@
 ensemble of segmentation models). An ensemble of identical models is that model."""
 from __future__ import annotations
 
-import tensorflow as tf
+from keras import ops
+
+from helpers import backend
 
 
 def soft_vote(predicts, x):
     """Mean of predict(x) over the callables `predicts`, each (B, H, W, C) -> (B, H, W, K) probabilities."""
     if not predicts:
         raise ValueError("an ensemble needs at least one member")
-    return tf.add_n([tf.cast(predict(x), tf.float32) for predict in predicts]) / len(predicts)
+    return backend.add_n([ops.cast(predict(x), "float32") for predict in predicts]) / len(predicts)

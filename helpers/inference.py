@@ -8,6 +8,7 @@ images than there are batches, so a single traced shape serves them all (XLA com
 no batch is wasted on padding. On accelerators the next batch is dispatched before the previous one's labels
 are copied back, so the device need not wait for the host between batches.
 
+The compiled function is `tf.function` on TensorFlow and `jax.jit` on JAX (`helpers.backend.compile_function`).
 Choices per device (`choose_inference_settings`; measured in `reports/bench.md`, docs/performance.md): XLA on,
 except under op determinism (bit-identical reruns) and for a bfloat16 model on a CPU (oneDNN's AMX kernels beat
 XLA's CPU code); batch 32 on a CPU (batches of 16 to 128 ran alike there: the least memory and shortest
@@ -21,8 +22,9 @@ import weakref
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from helpers import backend
 from helpers.constants import IMAGE_SHAPE
 from helpers.dataset import validate_images
 from helpers.device import device_facts
@@ -73,7 +75,7 @@ def _labels_function(models: list, jit_compile: bool, run_eagerly: bool, decodin
         return calls[0](x) if len(calls) == 1 else soft_vote(calls, x)
 
     def decoded(probs):
-        return tf.stack([decode(probs, choice, threshold) for choice in classes])
+        return ops.stack([decode(probs, choice, threshold) for choice in classes])
 
     if run_eagerly:
         return lambda x: decoded(probabilities(models, x))
@@ -85,7 +87,8 @@ def _labels_function(models: list, jit_compile: bool, run_eagerly: bool, decodin
         def labels(x):
             return decoded(probabilities([ref() for ref in refs], x))
 
-        compiled[choice] = tf.function(labels, jit_compile=jit_compile, reduce_retracing=True)
+        variables = [variable for m in models for variable in m.variables]
+        compiled[choice] = backend.compile_function(labels, jit_compile, variables)
     return compiled[choice]
 
 
@@ -125,9 +128,9 @@ def predict_labels(model, images, *, batch_size: int | None = None, jit_compile=
         batch = images[start:start + size]
         if len(batch) < size:
             batch = np.concatenate([batch, np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)])
-        result = (start, labels_of(tf.constant(batch)))
+        result = (start, labels_of(ops.convert_to_tensor(batch)))
         if pending is not None:
-            out[:, pending[0]:pending[0] + size] = pending[1].numpy()[:, :n - pending[0]]
+            out[:, pending[0]:pending[0] + size] = ops.convert_to_numpy(pending[1])[:, :n - pending[0]]
         pending = result
-    out[:, pending[0]:] = pending[1].numpy()[:, :n - pending[0]]
+    out[:, pending[0]:] = ops.convert_to_numpy(pending[1])[:, :n - pending[0]]
     return out[0] if isinstance(classes, str) else tuple(out)

@@ -7,7 +7,8 @@ preprocessing outside it (a Kaggle kernel feeds it images / 255). Borders follow
 (reflect-101, `cv2.BORDER_DEFAULT`), so each layer matches `cv2.Sobel`, `cv2.Laplacian`,
 `cv2.threshold(..., THRESH_OTSU)` and `pywt.dwt2(x, "haar")` to float32 rounding; Keras's
 `padding="same"` zero-pads and would differ at the borders. Keras ships none of these filters, so
-they are written here, each a fixed stencil or a small in-graph computation (TensorFlow backend).
+they are written here, each a fixed stencil or a small in-graph computation in `keras.ops`, so they run on
+TensorFlow and JAX alike (tests/test_backends.py checks that both give the same channels).
 
 Every layer is registered, so a `.keras` file holding them reloads after `import helpers`.
 """
@@ -15,8 +16,9 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
+
+from helpers import backend
 
 FEATURE_CHANNELS = ("threshold", "edges", "laplacian", "wavelet")
 """Names of the feature channels, in the fixed order `FeatureChannels` stacks them after the image."""
@@ -97,19 +99,23 @@ class Threshold(keras.layers.Layer):
         batch = ops.shape(images)[0]
         levels = ops.cast(ops.round(ops.clip(ops.cast(images, "float32"), 0.0, 1.0) * 255.0), "int32")
         flat = ops.reshape(levels, (batch, -1))
-        segment_ids = flat + 256 * ops.expand_dims(ops.arange(batch, dtype="int32"), 1)
-        counts = tf.math.unsorted_segment_sum(
-            tf.ones_like(flat, dtype=tf.float64), segment_ids, num_segments=batch * 256
-        )
-        prob = ops.reshape(counts, (batch, 256)) / ops.cast(ops.shape(flat)[1], "float64")
-        omega = ops.cumsum(prob, axis=1)
-        mu = ops.cumsum(prob * ops.arange(256, dtype="float64"), axis=1)
-        mu_total = mu[:, -1:]
-        eps = float(np.finfo(np.float32).eps)
-        valid = ops.logical_and(ops.minimum(omega, 1.0 - omega) >= eps, ops.maximum(omega, 1.0 - omega) <= 1.0 - eps)
-        between = ops.square(mu_total * omega - mu) / ops.where(valid, omega * (1.0 - omega), 1.0)
-        level = ops.argmax(ops.where(valid, between, 0.0), axis=1)
-        above = flat > ops.cast(ops.expand_dims(level, 1), "int32")
+        segment_ids = ops.reshape(flat + 256 * ops.expand_dims(ops.arange(batch, dtype="int32"), 1), (-1,))
+        with backend.float64_scope():  # JAX has no float64 outside it
+            ones = ops.ones_like(flat, dtype="float64")
+            counts = ops.segment_sum(ops.reshape(ones, (-1,)), segment_ids, num_segments=batch * 256)
+            prob = ops.reshape(counts, (batch, 256)) / ops.cast(ops.shape(flat)[1], "float64")
+            omega = ops.cumsum(prob, axis=1)
+            mu = ops.cumsum(prob * ops.arange(256, dtype="float64"), axis=1)
+            mu_total = mu[:, -1:]
+            eps = float(np.finfo(np.float32).eps)
+            valid = ops.logical_and(ops.minimum(omega, 1.0 - omega) >= eps,
+                                    ops.maximum(omega, 1.0 - omega) <= 1.0 - eps)
+            between = ops.where(valid, ops.square(mu_total * omega - mu) / ops.where(valid, omega * (1.0 - omega), 1.0),
+                                0.0)
+            # The first maximum, as argmax, written out: JAX's compiled argmax breaks under a float64 scope in jit.
+            best = ops.max(between, axis=1, keepdims=True)
+            level = ops.min(ops.where(between == best, ops.arange(256, dtype="int32"), 256), axis=1)
+        above = flat > ops.expand_dims(level, 1)
         return ops.reshape(ops.cast(above, self.compute_dtype), ops.shape(images))
 
     def compute_output_shape(self, input_shape):

@@ -15,7 +15,8 @@ Two kinds of term, and how per-pixel sample weights (the pipeline's `class_weigh
   class-limit and low-pass are priors on a whole map. A per-image weight of shape (B,) is applied
   (`sum_b w_b * l_b / B`); a per-pixel one (rank >= 2) is not used.
 
-Only the default reduction ("sum_over_batch_size") exists. Under a `tf.distribute` strategy with several
+Only the default reduction ("sum_over_batch_size") exists. Everything is `keras.ops` (TensorFlow and JAX); the
+replica arithmetic below is `helpers.backend`'s. Under a `tf.distribute` strategy with several
 replicas each term returns its replica's share of the global batch value, as Keras's own losses do: image
 terms are divided by the replicas in sync, pixel terms divide by the scored-pixel count summed over the
 replicas. Equal replica batches then give the one-device loss and gradients (tests/test_distributed.py).
@@ -29,9 +30,9 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
+from helpers import backend
 from helpers.constants import BACKGROUND, LABELLED_CLASSES, NUM_CLASSES
 from helpers.experiments import FINAL_MIX
 
@@ -128,10 +129,7 @@ def _pixel_mean(values, valid, sample_weight):
     scored pixels each replica's images hold)."""
     pixel_weight, _ = _split_sample_weight(sample_weight)
     weights = valid if pixel_weight is None else valid * pixel_weight
-    count = ops.sum(valid)
-    context = tf.distribute.get_replica_context()
-    if context is not None and context.num_replicas_in_sync > 1:
-        count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+    count = backend.replica_sum(ops.sum(valid))
     return ops.divide_no_nan(ops.sum(values * weights), count)
 
 
@@ -144,7 +142,7 @@ def _image_mean(values, sample_weight):
 def _per_replica(value):
     """Divide a per-image mean by the replicas in sync, as Keras's own losses do under `tf.distribute`:
     the strategy sums the replicas' gradients, so each replica must contribute mean / replicas."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    replicas = backend.replicas_in_sync()
     return value if replicas == 1 else value / float(replicas)
 
 
@@ -173,7 +171,7 @@ class _SegmentationLoss(keras.losses.Loss):
         self.ignore_class = None if ignore_class is None else int(ignore_class)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        with tf.name_scope(self.name):
+        with backend.name_scope(self.name):
             labels, probs = _labels_and_probs(y_true, y_pred)
             values = self.call(labels, probs)
             if self.per_image:
@@ -401,10 +399,12 @@ def _check_weights(weights) -> dict[str, float]:
 
 @keras.saving.register_keras_serializable(package="helpers")
 class CombinedLoss(keras.losses.Loss):
-    """Weighted sum of named terms; the weights are non-trainable `tf.Variable`s.
+    """Weighted sum of named terms; the weights are non-trainable `keras.Variable`s.
 
-    A callback may change them between steps with `set_term_weights`; the compiled (also
-    XLA-compiled) train step reads the variables, so it uses the new values without retracing.
+    A callback may change them between steps with `set_term_weights`. On TensorFlow the compiled (also
+    XLA-compiled) train step reads the variables, so it uses the new values without retracing; on JAX the
+    step bakes them in when traced (they are not model state), so whoever changes them must have the step
+    traced again (`helpers.callbacks.DynamicLossWeights` does).
     Pixel terms receive the per-pixel sample weights, image terms do not (module docstring).
     `options` holds keyword arguments per term, e.g. `{"boundary": {"max_distance": 8}}`.
     """
@@ -431,14 +431,14 @@ class CombinedLoss(keras.losses.Loss):
             name: make_term(name, ignore_class=self.ignore_class, **self.options.get(name, {})) for name in weights
         }
         self.weight_variables = {
-            name: tf.Variable(value, trainable=False, dtype=tf.float32, name=f"w_{name}")
+            name: keras.Variable(value, trainable=False, dtype="float32", name=f"w_{name}")
             for name, value in weights.items()
         }
 
     @property
     def term_weights(self) -> dict[str, float]:
         """The current weight of each term: the shortest decimal that rounds to the stored float32."""
-        return {name: float(str(variable.numpy())) for name, variable in self.weight_variables.items()}
+        return {name: float(str(ops.convert_to_numpy(variable))) for name, variable in self.weight_variables.items()}
 
     def set_term_weights(self, weights: dict) -> None:
         """Assign new weights to some or all terms (names must already be in the loss)."""
@@ -458,7 +458,7 @@ class CombinedLoss(keras.losses.Loss):
         }
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        with tf.name_scope(self.name):
+        with backend.name_scope(self.name):
             values = self.term_values(y_true, y_pred, sample_weight)
             return ops.sum(
                 ops.stack([self.weight_variables[name] * ops.cast(value, "float32") for name, value in values.items()])

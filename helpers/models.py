@@ -17,8 +17,8 @@ import math
 from collections.abc import Sequence
 
 import keras
-import tensorflow as tf
 
+from helpers import backend
 from helpers.constants import INPUT_SHAPE, NUM_CLASSES
 from helpers.layers import AdaptiveNormalization, FeatureChannels, GatedBlend
 
@@ -80,14 +80,15 @@ def group_norm_groups(width: float = 1.0) -> int:
 
 def normalization(norm: str, name: str, groups: int = GROUP_NORM_GROUPS) -> keras.layers.Layer:
     """A fresh normalization layer: "batch" = BatchNormalization (synchronized across replicas under a
-    multi-device strategy: build the model inside its scope); "group" = GroupNormalization with `groups`
+    multi-device `tf.distribute` strategy: build the model inside its scope; on JAX a `keras.distribution`
+    computes the statistics over the global batch by itself); "group" = GroupNormalization with `groups`
     groups (what the original notebooks called "adaptive normalization"); "adaptive" = the
     lambda x + mu BN(x) layer of Chen et al. 2017 (`helpers.layers.AdaptiveNormalization`)."""
     _choice(norm, NORMALIZATIONS, "norm")
     if norm == "batch":
         # Synchronized over the replicas of a multi-device strategy, so a run's numbers do not depend on the
         # number of GPUs it ran on (docs/performance.md); plain per-device statistics on one device.
-        synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
+        synchronized = backend.replicas_in_sync() > 1
         return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=synchronized, name=name)
     if norm == "group":
         return keras.layers.GroupNormalization(groups=groups, name=name)

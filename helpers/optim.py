@@ -20,8 +20,8 @@ All use decoupled weight decay `weight_decay` and gradient clipping `clipnorm`.
 """
 import keras
 import numpy as np
-import tensorflow as tf
 
+from helpers import backend
 from helpers.constants import MONITOR
 
 OPTIMIZER_NAMES = ("adamw", "adamw_warmup_cosine", "adamw_restarts", "lion_plateau", "sgd")
@@ -116,5 +116,5 @@ def lr_curve(name: str, steps_per_epoch: int, epochs: int, **kwargs) -> np.ndarr
     steps = steps_per_epoch * epochs
     if not isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
         return np.full(steps, rate, dtype=np.float64)
-    per_step = tf.function(lambda step: tf.map_fn(rate, step, fn_output_signature=tf.float32))
-    return per_step(tf.range(steps)).numpy().astype(np.float64)
+    per_step = backend.compile_function(lambda step: keras.ops.map(rate, step), jit_compile=False)  # one step a call
+    return keras.ops.convert_to_numpy(per_step(keras.ops.arange(steps, dtype="int32"))).astype(np.float64)

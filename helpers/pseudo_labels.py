@@ -7,7 +7,7 @@ means "no label", so the unconfident pixels of a pseudo-labelled image do not tr
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 CLASSES = ("all", "foreground")
 
@@ -22,15 +22,15 @@ def decode(probs, classes: str = "all", threshold: float | None = None):
     """uint8 labels (B, H, W) from probabilities (B, H, W, 5): argmax over all classes, or over 1-4 only
     ("foreground", never 0); with `threshold`, pixels whose chosen class has a lower probability become 0."""
     check_classes(classes)
-    probs = tf.cast(probs, tf.float32)
+    probs = ops.cast(probs, "float32")
     if classes == "foreground":
-        labels = tf.argmax(probs[..., 1:], axis=-1) + 1
+        labels = ops.argmax(probs[..., 1:], axis=-1) + 1
     else:
-        labels = tf.argmax(probs, axis=-1)
+        labels = ops.argmax(probs, axis=-1)
     if threshold is not None:
-        confident = tf.reduce_max(probs[..., 1:] if classes == "foreground" else probs, axis=-1) >= threshold
-        labels = tf.where(confident, labels, tf.zeros_like(labels))
-    return tf.cast(labels, tf.uint8)
+        confident = ops.max(probs[..., 1:] if classes == "foreground" else probs, axis=-1) >= threshold
+        labels = ops.where(confident, labels, ops.zeros_like(labels))
+    return ops.cast(labels, "uint8")
 
 
 def pool(n_test: int, n_train: int, images: float, seed: int) -> np.ndarray:

@@ -5,17 +5,19 @@ flips (its prediction of a flipped image is the flipped prediction) gets exactly
 """
 from __future__ import annotations
 
-import tensorflow as tf
+from keras import ops
+
+from helpers import backend
 
 FLIPS = ((), (1,), (2,), (1, 2))
 """Axes of a (B, H, W, C) batch each view reverses: none, vertical, horizontal, both."""
 
 
 def _flip(x, axes):
-    return tf.reverse(x, axis=list(axes)) if axes else x
+    return ops.flip(x, axis=axes) if axes else x
 
 
 def flip_tta(predict, x):
     """Mean over `FLIPS` of predict(flip(x)) flipped back; `predict` maps (B, H, W, C) -> (B, H, W, K) probabilities."""
     views = [_flip(predict(_flip(x, axes)), axes) for axes in FLIPS]
-    return tf.add_n([tf.cast(view, tf.float32) for view in views]) / len(views)
+    return backend.add_n([ops.cast(view, "float32") for view in views]) / len(views)
