@@ -122,8 +122,10 @@ def test_compare_pairs_seeds_and_names_the_spread_it_beat(isolated_dirs):
     one = {"Baseline": [fake_record("Baseline", test=0.4)], "Network 1": [fake_record("Network 1", test=0.5)],
            "Network 2": [fake_record("Network 2", test=0.43)]}
     line = table.compare(one, "Network 1", "Baseline")
-    assert "+10.00 points" in line and ": real, +10.00 > 2 x 2.50 (one seed: the seed spread measured" in line
-    assert ": not a finding, +3.00 <= 2 x 2.50" in table.compare(one, "Network 2", "Baseline")
+    spread = table.SEED_SPREAD["std"]
+    assert 3 <= 2 * spread < 10, "the fake rows below straddle twice the measured spread"
+    assert "+10.00 points" in line and f": real, +10.00 > 2 x {spread:.2f} (one seed: the seed spread measured" in line
+    assert f": not a finding, +3.00 <= 2 x {spread:.2f}" in table.compare(one, "Network 2", "Baseline")
     seeds = {name: [fake_record(name, s, test=t + 0.05 * s) for s in range(3)]
              for name, t in (("Baseline", 0.4), ("Network 1", 0.42))}
     assert ": real, +2.00 > 2 x 0.00 (std of the 3 paired differences)" in table.compare(seeds, "Network 1", "Baseline")
