@@ -12,6 +12,7 @@ import importlib.util
 import os
 import sys
 import tempfile
+import warnings
 
 __version__ = "0.1.0"
 
@@ -73,3 +74,7 @@ class _HeldLoader(importlib.abc.Loader):
 if "tensorflow" not in sys.modules and not os.environ.get("MARS_TF_STARTUP_LOG"):
     if not any(isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+# Keras's MeanIoU asks JAX for int64 confusion-matrix indices; without jax_enable_x64 JAX gives int32 and warns at
+# every metric update. int32 holds every index of a 5-class matrix, so the numbers are the same: the warning is noise.
+warnings.filterwarnings("ignore", message="Explicitly requested dtype int64 requested in asarray", category=UserWarning)

@@ -40,8 +40,9 @@ def geometric_augmenter(
 ):
     """Function `(images, masks) -> (images, masks)` applying random flips, shifts and zooms.
 
-    Works on batched tensors, images (B, 64, 128, 1) float32 and masks (B, 64, 128) integer, eagerly
-    or inside `tf.data.Dataset.map`; every sample draws its own transform. `flip` picks the axes
+    Works on batched tensors or numpy arrays, images (B, 64, 128, 1) float32 and masks (B, 64, 128) integer,
+    eagerly, inside `tf.data.Dataset.map` (TensorFlow) or in `helpers.batches.ArrayBatches` (JAX); every sample
+    draws its own transform. `flip` picks the axes
     ("horizontal_and_vertical" flips each axis independently: Keras' own mode of that name flips
     both axes or neither); `translate` is the largest shift and `zoom` the largest zoom in or out,
     as fractions of the image size (0 turns a transform off). The image uses `interpolation`, the
@@ -81,12 +82,11 @@ def geometric_augmenter(
             )
         )
     pipeline = keras.layers.Pipeline(layers, name="geometric_augmentation")
-    import tensorflow as tf  # the augmenter runs inside tf.data (TensorFlow only); the blending below needs numpy
 
     def augment(images, masks):
-        images = tf.convert_to_tensor(images)
-        masks = tf.convert_to_tensor(masks)
-        if images.shape.rank != 4 or masks.shape.rank != 3:
+        images = keras.ops.convert_to_tensor(images)
+        masks = keras.ops.convert_to_tensor(masks)
+        if len(images.shape) != 4 or len(masks.shape) != 3:
             raise ValueError(
                 "augment expects batched images (B, 64, 128, 1) and masks (B, 64, 128), got "
                 f"{tuple(images.shape)} and {tuple(masks.shape)}; batch the dataset before mapping"
@@ -96,7 +96,7 @@ def geometric_augmenter(
         outputs = pipeline(
             {"images": images, "segmentation_masks": masks[..., None]}, training=True
         )
-        moved_masks = tf.cast(tf.round(outputs["segmentation_masks"][..., 0]), masks.dtype)
+        moved_masks = keras.ops.cast(keras.ops.round(outputs["segmentation_masks"][..., 0]), masks.dtype)
         return outputs["images"], moved_masks
 
     augment.pipeline = pipeline

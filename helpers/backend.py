@@ -11,7 +11,9 @@ On TensorFlow each function does exactly what the modules did before they became
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import re
+import sys
 from functools import reduce
 
 import keras
@@ -147,3 +149,34 @@ def devices() -> dict:
     `helpers.device.split_cpu`, JAX's host devices), "op_determinism" (TensorFlow's op determinism; JAX has none
     to switch on)}."""
     return _tf_devices() if is_tensorflow() else _jax_devices()
+
+
+def data_parallel():
+    """`keras.distribution.DataParallel` over every JAX device when Keras runs on JAX and sees several, else None
+    (one device, or TensorFlow, whose `tf.distribute` strategies are `helpers.device.strategy`'s)."""
+    if is_tensorflow():
+        return None
+    devices = keras.distribution.list_devices()
+    return keras.distribution.DataParallel(devices=devices) if len(devices) > 1 else None
+
+
+class _RefuseTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ImportError(f"{name} is not imported under Keras's JAX backend")
+        return None
+
+
+def set_random_seed(seed: int) -> None:
+    """`keras.utils.set_random_seed`: Python's, NumPy's and Keras's seeds (and TensorFlow's on TensorFlow). On JAX
+    it runs with TensorFlow refused for the call, since Keras imports TensorFlow to seed it wherever it is installed
+    (for tf.data pipelines, which JAX runs here do not use); Keras then records TensorFlow as absent."""
+    if is_tensorflow() or "tensorflow" in sys.modules:
+        keras.utils.set_random_seed(seed)
+        return
+    refuse = _RefuseTensorFlow()
+    sys.meta_path.insert(0, refuse)
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        sys.meta_path.remove(refuse)

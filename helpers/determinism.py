@@ -6,12 +6,16 @@ random ops, such as the augmentation layers, then run serially); one inter-op th
 independent ops from racing. The thread count is fixed when TensorFlow runs its first op, so call
 `set_determinism` first: at the top of a script, in a notebook's setup cell, before any data or
 model is built.
+
+On JAX the seeds are all there is to set: XLA's CPU code computes the same bits on every rerun (tested across
+processes in tests/test_determinism_jax.py), and nothing here imports TensorFlow.
 """
 import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
+
+from helpers import backend
 
 
 def set_determinism(seed: int, enabled: bool = True) -> bool:
@@ -26,8 +30,13 @@ def set_determinism(seed: int, enabled: bool = True) -> bool:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not enabled:
-        keras.utils.set_random_seed(int(seed))
+        backend.set_random_seed(int(seed))
         return False
+    if not backend.is_tensorflow():
+        backend.set_random_seed(int(seed))
+        return True
+    import tensorflow as tf
+
     in_force = True
     try:
         tf.config.threading.set_inter_op_parallelism_threads(1)

@@ -19,6 +19,7 @@ the thread pools, `split_cpu` and `strategy` are TensorFlow's and import it when
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -78,8 +79,15 @@ def _cpu_model() -> str:
 
 
 def nvidia_gpu_present() -> bool:
-    """Whether the machine has an NVIDIA driver loaded (whatever TensorFlow sees)."""
+    """Whether the machine has an NVIDIA driver loaded (whatever the backend sees)."""
     return Path("/proc/driver/nvidia/version").exists()
+
+
+def nvidia_gpu_count() -> int:
+    """NVIDIA GPUs the driver lists, read without starting a backend (JAX would take most of each GPU's memory
+    in the process that asks it)."""
+    folder = Path("/proc/driver/nvidia/gpus")
+    return len(list(folder.iterdir())) if folder.is_dir() else 0
 
 
 def _cpu_has_flag(flag: str) -> bool:
@@ -113,7 +121,7 @@ def cpu_class(facts: dict) -> str:
 
 def _replicas(found: dict) -> int:
     """How many devices `strategy()` will mirror over (read without initialising the runtime)."""
-    workers = max(1, _tf_config_workers())
+    workers = max(1, _tf_config_workers()) if backend.is_tensorflow() else 1
     if found["gpus"] or found["tpu_cores"]:
         return workers * max(len(found["gpus"]), found["tpu_cores"], 1)
     return workers * found["cpu_devices"]
@@ -124,7 +132,8 @@ def device_facts() -> dict:
     found = backend.devices()
     gpus, tpu_cores = found["gpus"], found["tpu_cores"]
     device_type = "gpu" if gpus else "tpu" if tpu_cores else "cpu"
-    return {"device_type": device_type, "gpus": gpus, "tpu_cores": tpu_cores, "cores": visible_cores(),
+    return {"device_type": device_type, "backend": backend.name(), "gpus": gpus, "tpu_cores": tpu_cores,
+            "cores": visible_cores(),
             "cpu_model": _cpu_model(),
             "cpu_amx_bf16": _cpu_has_flag("amx_bf16") and _onednn_allows("AVX512_CORE_AMX"),
             "cpu_avx512_bf16": _cpu_has_flag("avx512_bf16") and _onednn_allows("AVX512_CORE_BF16"), "replicas": _replicas(found),
@@ -154,8 +163,8 @@ def describe_device() -> str:
 def cpu_bfloat16_pays(facts: dict) -> bool:
     """Whether oneDNN's bfloat16 kernels beat float32 + XLA on this CPU process (docs/performance.md): with AMX
     tiles always; with AVX512-BF16 only in a one-core process, since those kernels gain nothing from a second
-    core while XLA's float32 code does."""
-    return facts["device_type"] == "cpu" and bool(
+    core while XLA's float32 code does. Those kernels are TensorFlow's: never on JAX, whose CPU code is XLA's."""
+    return facts["device_type"] == "cpu" and facts.get("backend", "tensorflow") == "tensorflow" and bool(
         facts.get("cpu_amx_bf16") or (facts.get("cpu_avx512_bf16") and facts.get("cores") == 1))
 
 
@@ -195,6 +204,8 @@ def choose_settings(facts: dict, *, xla="auto", mixed_precision="auto", threads=
     device_type = facts["device_type"]
     xla_blocker = ("a multi-device strategy" if facts.get("replicas", 1) > 1 or device_type == "tpu"
                    else "op determinism" if facts.get("op_determinism") else None)
+    if facts.get("backend", "tensorflow") == "jax":
+        xla_blocker = None  # JAX compiles every step with XLA, sharded ones (keras.distribution) included
     if xla is True and xla_blocker:
         raise ValueError(f"xla=True cannot be honoured under {xla_blocker} (Keras would fail or turn it off); "
                          f"pass xla='auto' or False")
@@ -235,9 +246,10 @@ def configure(*, xla="auto", mixed_precision="auto", threads="auto") -> dict:
     """
     facts = device_facts()
     if facts["device_type"] == "cpu" and nvidia_gpu_present():
-        warnings.warn("an NVIDIA GPU is present but TensorFlow sees none, so training runs on the CPU: install the "
-                      "CUDA wheels with `make clean-venv setup GPU=1` (requirements-gpu.txt)", RuntimeWarning,
-                      stacklevel=2)
+        fix = ("install the CUDA wheels with `make clean-venv setup GPU=1` (requirements-gpu.txt)"
+               if facts["backend"] == "tensorflow" else "install JAX's CUDA build (jax[cuda12] or jax[cuda13])")
+        warnings.warn(f"an NVIDIA GPU is present but {facts['backend']} sees none, so training runs on the CPU: "
+                      f"{fix}", RuntimeWarning, stacklevel=2)
     settings = choose_settings(facts, xla=xla, mixed_precision=mixed_precision, threads=threads)
     keras.mixed_precision.set_global_policy(settings["mixed_precision"])
     applied = (backend.is_tensorflow() and settings["intra_op_threads"] is not None
@@ -316,8 +328,9 @@ def _tf_config_workers() -> int:
 
 
 def multi_worker() -> bool:
-    """Whether `TF_CONFIG` names a cluster of several workers (then `strategy()` is MultiWorkerMirrored)."""
-    return _tf_config_workers() > 1
+    """Whether `TF_CONFIG` names a cluster of several workers (then `strategy()` is MultiWorkerMirrored); never
+    on JAX, which reads no `TF_CONFIG`."""
+    return backend.is_tensorflow() and _tf_config_workers() > 1
 
 
 def strategy() -> tf.distribute.Strategy:
@@ -333,6 +346,16 @@ def strategy() -> tf.distribute.Strategy:
     if _STRATEGY is None:
         _STRATEGY = _new_strategy()
     return _STRATEGY
+
+
+def scope():
+    """The context to build and compile a model in: `strategy().scope()` on TensorFlow; on JAX the
+    `keras.distribution` data parallelism over several devices (`helpers.backend.data_parallel`), or nothing
+    on one device."""
+    if backend.is_tensorflow():
+        return strategy().scope()
+    distribution = backend.data_parallel()
+    return distribution.scope() if distribution is not None else contextlib.nullcontext()
 
 
 def strategy_summary() -> str:

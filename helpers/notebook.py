@@ -97,14 +97,15 @@ def setup() -> None:
     import matplotlib
     import numpy as np
     import seaborn as sns
-    import tensorflow as tf
 
-    from helpers.device import describe_device
+    from helpers import backend
+    from helpers.device import describe_device, device_facts
 
-    print(f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-          f"NumPy {np.__version__}, Matplotlib {matplotlib.__version__}")
+    engine = backend.name()
+    print(f"Python {platform.python_version()}, Keras {keras.__version__} on {engine} "
+          f"{__import__(engine).__version__}, NumPy {np.__version__}, Matplotlib {matplotlib.__version__}")
     print(f"Device: {describe_device()}")
-    if not tf.config.list_physical_devices("GPU"):
+    if not device_facts()["gpus"]:
         print("No GPU: the default profile is sized for 2 CPU cores; use PROFILE='full' on a GPU or Kaggle.")
     sns.set_theme(context="notebook", style="whitegrid")
     matplotlib.rcParams.update({"figure.dpi": 80, "savefig.dpi": FIG_DPI, "image.cmap": "gray"})

@@ -106,14 +106,16 @@ def announced(runs: list[str], seeds: int) -> set[tuple[str, int]]:
 
 def default_workers() -> int:
     """One worker per GPU; on a CPU machine one per core where a one-core worker trains in bfloat16
-    (`helpers.device.cpu_bfloat16_pays`: those kernels do not use a second core), else 1 (float32 + XLA uses
-    every core, so one-core workers would lose; docs/performance.md)."""
+    (`helpers.device.cpu_bfloat16_pays`: those kernels do not use a second core) or runs on JAX (one-core JAX
+    processes sum to more than one JAX process on every core; docs/performance.md), else 1 (TensorFlow's
+    float32 + XLA uses every core, so one-core workers would lose)."""
     from helpers.device import cpu_bfloat16_pays, device_facts
 
     facts = device_facts()
     if facts["gpus"]:
         return len(facts["gpus"])
-    return facts["cores"] if cpu_bfloat16_pays({**facts, "cores": 1}) else 1
+    per_core = facts["backend"] == "jax" or cpu_bfloat16_pays({**facts, "cores": 1})
+    return facts["cores"] if per_core else 1
 
 
 def pretrain(workers: int, *, profile: str, data: str, labels: str | None, seeds: int, force: bool,

@@ -66,9 +66,9 @@ def probe_like_a_worker(profile_name: str, workers: int) -> dict:
     """`probe` in a fresh process on one worker's share of the cores (as `helpers.train` places its workers)."""
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     share = cores[0::workers] if workers > 1 and len(cores) >= workers else None
-    completed = subprocess.run([sys.executable, "-m", "helpers.projection", profile_name], capture_output=True,
-                               text=True, cwd=str(REPO_ROOT), preexec_fn=(lambda: os.sched_setaffinity(0, share))
-                               if share else None)
+    pinned = [",".join(map(str, share))] if share else []  # the child pins itself: no code between fork and exec
+    completed = subprocess.run([sys.executable, "-m", "helpers.projection", profile_name, *pinned],
+                               capture_output=True, text=True, cwd=str(REPO_ROOT))
     if completed.returncode:
         lines = [line for line in completed.stderr.splitlines() if line.strip()]
         raise RuntimeError(f"the speed probe failed: {lines[-1] if lines else 'no output'}")
@@ -139,10 +139,13 @@ def describe(projection: dict, workers: int) -> str:
 
 
 def main(argv=None) -> int:
-    """`python -m helpers.projection PROFILE`: run the probe in this process and print its JSON line."""
+    """`python -m helpers.projection PROFILE [CORES]`: run the probe in this process, pinned to CORES (e.g. 0,2)
+    when given, and print its JSON line."""
     from helpers.profiles import get_profile
 
     args = sys.argv[1:] if argv is None else argv
+    if len(args) > 1:
+        os.sched_setaffinity(0, {int(core) for core in args[1].split(",")})
     print(json.dumps(probe(get_profile(args[0] if args else "default"))))
     return 0
 

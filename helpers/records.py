@@ -37,14 +37,21 @@ def _code_only(source: str) -> str:
     return ast.dump(tree)
 
 
-def code_fingerprint(package: Path | None = None) -> str:
+def code_fingerprint(package: Path | None = None, engine: str | None = None) -> str:
     """Hash of the code of helpers/ (or `package`) that decides a run's numbers (models, losses, data...);
-    docstrings and comments do not count."""
+    docstrings and comments do not count. The Keras backend (`engine`, default the one running) counts too
+    when it is not TensorFlow: the same code gives other numbers on JAX (other random streams and kernels), so a
+    JAX run never reuses a TensorFlow record, while TensorFlow's fingerprints keep their old form."""
+    from helpers import backend
+
     digest = hashlib.sha256()
     package = Path(package) if package else Path(__file__).resolve().parent
     for path in sorted(package.glob("*.py")):
         if path.name not in NOT_NUMERIC:
             digest.update(path.name.encode() + b"\0" + _code_only(path.read_text()).encode() + b"\0")
+    engine = engine or backend.name()
+    if engine != "tensorflow":
+        digest.update(b"backend\0" + engine.encode())
     return digest.hexdigest()[:12]
 
 

@@ -388,8 +388,10 @@ def _source_lines(chosen: dict, profile: str) -> list[str]:
                  "model that never predicts background).")
     devices = sorted({r.get("device_name", "?") for r in records})
     policies = sorted({r.get("device", {}).get("mixed_precision", "?") for r in records})
+    backends = sorted({r.get("versions", {}).get("backend", "tensorflow") for r in records})  # older: TensorFlow
     side_by_side = _most_at_once(records)
-    lines.append(f"Device(s): {'; '.join(devices)}; precision {', '.join(policies)}"
+    lines.append(f"Device(s): {'; '.join(devices)}; Keras backend {', '.join(backends)}; "
+                 f"precision {', '.join(policies)}"
                  + (f"; trained by {side_by_side} processes side by side" if side_by_side > 1 else "")
                  + ". Seeds per row: mean ± sample std when more than one.")
     return lines

@@ -32,17 +32,16 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 import helpers
-from helpers import claims, experiments, progress
+from helpers import backend, claims, experiments, progress
 from helpers.augment import blend_big_rocks, geometric_augmenter
 from helpers.callbacks import DynamicLossWeights, LearningRateLog, training_callbacks
 from helpers.data import MarsData, load_mars
 from helpers.dataset import make_dataset
 from helpers.determinism import set_determinism
 from helpers import pseudo_labels
-from helpers.device import configure, describe_device, multi_worker, strategy
+from helpers.device import configure, describe_device, multi_worker, nvidia_gpu_count, scope
 from helpers.leaderboard import load_test_labels, score_parts
 from helpers.losses import class_weights_from_masks, combined_loss, term_metrics
 from helpers.metrics import MONITOR, PRIMARY, best_constant_score, miou_fg, scores, training_metrics
@@ -149,8 +148,11 @@ def predict_labels(models, images: np.ndarray, **options) -> np.ndarray:
 
 
 def _versions() -> dict:
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "helpers": helpers.__version__}
+    """The backend Keras ran and the versions of what decided the numbers."""
+    engine = backend.name()
+    return {"backend": engine, "python": platform.python_version(),
+            engine: __import__(engine).__version__, "keras": keras.__version__, "numpy": np.__version__,
+            "helpers": helpers.__version__}
 
 
 def plan(name: str, data: MarsData, profile="default", seed: int = 0, overrides: dict | None = None,
@@ -183,7 +185,7 @@ def plan(name: str, data: MarsData, profile="default", seed: int = 0, overrides:
 
 def build(run_plan: dict, prepared: dict, *, callbacks=(), device: dict | None = None) -> dict:
     """Step 2: datasets, model, loss, optimizer and callbacks of a planned run, compiled inside the strategy
-    `helpers.device.strategy()` picks (call `helpers.device.configure` first, or pass its result as `device`)."""
+    `helpers.device.scope()` gives (call `helpers.device.configure` first, or pass its result as `device`)."""
     settings, prof, seed = run_plan["settings"], run_plan["profile"], run_plan["seed"]
     device = device or configure(threads=False, xla=prof["xla"])
     (x_train, y_train), (x_val, y_val) = prepared["arrays"]["train"], prepared["arrays"]["val"]
@@ -199,7 +201,7 @@ def build(run_plan: dict, prepared: dict, *, callbacks=(), device: dict | None =
     val_ds = make_dataset(x_val, y_val, batch_size=batch_size)
     epochs = run_plan["epochs"]
     eager = prof["run_eagerly"]
-    with strategy().scope():
+    with scope():
         model = build_model(**settings["model"], width=prof["width"])
         loss = combined_loss(loss_settings["terms"], ignore_class=loss_settings["ignore_class"])
         optimizer, optimizer_callbacks = make_optimizer(
@@ -622,22 +624,34 @@ def run_all(data: MarsData, profile="default", seeds: int = 1, *, force: bool = 
 
 def _spawn_workers(argv: list[str], workers: int) -> int:
     """`workers` copies of this command without `--workers`, one GPU each (CUDA_VISIBLE_DEVICES) when GPUs
-    exist, else an equal share of the CPU cores each (their thread pools follow the affinity mask)."""
+    exist, else an equal share of the CPU cores each (`--cores`: each pins itself at start, so their thread
+    pools follow the affinity mask; no code runs between fork and exec, which a multithreaded JAX parent forbids)."""
     import subprocess
     import sys
 
-    gpus = len(tf.config.list_physical_devices("GPU"))
+    gpus = nvidia_gpu_count()
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    command = [sys.executable, "-m", "helpers.train", *argv]
     processes = []
     for index in range(workers):
         env = dict(os.environ)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
         share = cores[index::workers] if len(cores) >= workers else None
-        preexec = (lambda share=share: os.sched_setaffinity(0, share)) if share else None
-        processes.append(subprocess.Popen(command, env=env, preexec_fn=preexec))
+        pinned = ["--cores", ",".join(map(str, share))] if share else []
+        processes.append(subprocess.Popen([sys.executable, "-m", "helpers.train", *argv, *pinned], env=env))
     return max(process.wait() for process in processes)
+
+
+def _parse_cores(text: str) -> set[int]:
+    """`--cores 0,2`: a set of CPU core numbers this process may use."""
+    try:
+        cores = {int(part) for part in text.split(",")}
+    except ValueError:
+        raise ValueError(f"--cores takes core numbers separated by commas, e.g. 0,1; got {text!r}") from None
+    usable = os.sched_getaffinity(0)
+    if not cores <= usable:
+        raise ValueError(f"--cores {text}: this process may use only cores {sorted(usable)}")
+    return cores
 
 
 def main(argv=None) -> int:
@@ -663,7 +677,14 @@ def main(argv=None) -> int:
     parser.add_argument("--reuse-stale", action="store_true",
                         help="reuse records trained by older code instead of retraining (the table says so)")
     parser.add_argument("--save-test-set", action="store_true", help="predict the whole test set, write submission.csv")
+    parser.add_argument("--cores", help="pin this process to these CPU cores, e.g. 0 or 0,1 (what --workers gives "
+                                        "each worker)")
     args = parser.parse_args(argv)
+    if args.cores:  # before the backend starts its thread pools, which size themselves by the affinity mask
+        try:
+            os.sched_setaffinity(0, _parse_cores(args.cores))
+        except ValueError as exc:
+            parser.error(str(exc))
     if bool(args.name) == args.all:
         parser.error("give one experiment NAME or --all")
     # An option the chosen mode would ignore is refused, never dropped in silence.
