@@ -50,14 +50,17 @@ def _tf():
 
 
 def replicas_in_sync() -> int:
-    """Devices the `tf.distribute` strategy in scope mirrors over; 1 on JAX, where a `keras.distribution`
-    shards one program over the devices, so losses and BatchNorm already see the global batch."""
+    """Devices the `tf.distribute` strategy in scope mirrors over; 1 on JAX, also under `data_parallel()`: a
+    `keras.distribution` shards one program over the devices, so losses and BatchNorm already see the global
+    batch and no loss is divided by the device count (tests/test_distribution_jax.py); Keras's synchronized
+    BatchNormalization, which more than 1 would ask for, exists only on TensorFlow."""
     return _tf().distribute.get_strategy().num_replicas_in_sync if is_tensorflow() else 1
 
 
 def replica_sum(value):
     """`value` summed over the replicas of a `tf.distribute` replica context with several replicas;
-    `value` itself with one replica, outside a replica context and on JAX."""
+    `value` itself with one replica, outside a replica context and on JAX (whose `keras.distribution` program
+    already sums over the global batch)."""
     if not is_tensorflow():
         return value
     tf = _tf()
@@ -65,6 +68,28 @@ def replica_sum(value):
     if context is not None and context.num_replicas_in_sync > 1:
         return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
     return value
+
+
+def data_parallel():
+    """A `keras.distribution.DataParallel` over every device JAX computes on (its GPUs or TPU cores, else its host
+    CPU devices) when Keras runs on JAX and sees more than one; None with one device, and on TensorFlow, which
+    scales with `tf.distribute` (`helpers.device.strategy`). Under it one jitted program runs on the global batch,
+    split along its first axis over a 1-D mesh, with every variable replicated: the step's numbers are the
+    one-device numbers up to summation order. The batch must divide by the device count."""
+    if is_tensorflow():
+        return None
+    devices = keras.distribution.list_devices()
+    return keras.distribution.DataParallel(devices=devices) if len(devices) > 1 else None
+
+
+def distribution_scope():
+    """The block to build, compile and train a model in so that it runs data-parallel on JAX: the scope of
+    `data_parallel()`, which places variables on its mesh as they are created and splits every batch that `fit`,
+    `evaluate` and `predict` take; an empty block with one device or on TensorFlow (there use
+    `helpers.device.strategy().scope()`). Variables made outside it stay on one device and do not mix with split
+    batches."""
+    distribution = data_parallel()
+    return contextlib.nullcontext() if distribution is None else distribution.scope()
 
 
 def name_scope(scope: str):
