@@ -176,15 +176,6 @@ def devices() -> dict:
     return _tf_devices() if is_tensorflow() else _jax_devices()
 
 
-def data_parallel():
-    """`keras.distribution.DataParallel` over every JAX device when Keras runs on JAX and sees several, else None
-    (one device, or TensorFlow, whose `tf.distribute` strategies are `helpers.device.strategy`'s)."""
-    if is_tensorflow():
-        return None
-    devices = keras.distribution.list_devices()
-    return keras.distribution.DataParallel(devices=devices) if len(devices) > 1 else None
-
-
 class _RefuseTensorFlow(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "tensorflow" or name.startswith("tensorflow."):

@@ -242,7 +242,8 @@ def configure(*, xla="auto", mixed_precision="auto", threads="auto") -> dict:
     Returns a plain dict: device (description), device_type, replicas, jit_compile (pass to `model.compile`),
     mixed_precision (the policy now global), intra_op_threads / inter_op_threads (None = TF's
     defaults) and threads_applied (False when they were left alone or TF had already started). The thread
-    pools are TensorFlow's: under JAX they are left alone (threads_applied False).
+    pools are TensorFlow's: under JAX they are left alone (threads_applied False), and with several JAX devices
+    `keras.distribution.DataParallel` over them becomes the process-wide distribution.
     """
     facts = device_facts()
     if facts["device_type"] == "cpu" and nvidia_gpu_present():
@@ -252,6 +253,8 @@ def configure(*, xla="auto", mixed_precision="auto", threads="auto") -> dict:
                       f"{fix}", RuntimeWarning, stacklevel=2)
     settings = choose_settings(facts, xla=xla, mixed_precision=mixed_precision, threads=threads)
     keras.mixed_precision.set_global_policy(settings["mixed_precision"])
+    if not backend.is_tensorflow() and (distribution := backend.data_parallel()) is not None:
+        keras.distribution.set_distribution(distribution)  # every later variable and batch: JAX's data parallelism
     applied = (backend.is_tensorflow() and settings["intra_op_threads"] is not None
                and _apply_threads(settings["intra_op_threads"], settings["inter_op_threads"]))
     return {**settings, "threads_applied": applied}
@@ -349,13 +352,10 @@ def strategy() -> tf.distribute.Strategy:
 
 
 def scope():
-    """The context to build and compile a model in: `strategy().scope()` on TensorFlow; on JAX the
-    `keras.distribution` data parallelism over several devices (`helpers.backend.data_parallel`), or nothing
-    on one device."""
-    if backend.is_tensorflow():
-        return strategy().scope()
-    distribution = backend.data_parallel()
-    return distribution.scope() if distribution is not None else contextlib.nullcontext()
+    """The context to build and compile a model in: `strategy().scope()` on TensorFlow; nothing on JAX, where
+    `configure` made the data parallelism over several devices process-wide (`keras.distribution`), so that
+    `fit`, `evaluate` and `predict` split their batches too."""
+    return strategy().scope() if backend.is_tensorflow() else contextlib.nullcontext()
 
 
 def strategy_summary() -> str:
