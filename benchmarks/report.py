@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from benchmarks import backends
 from helpers.flops import TRAINING_FACTOR
 from helpers.device import choose_settings
 from helpers.inference import BATCH_SIZES, choose_inference_settings
@@ -113,6 +114,16 @@ def _prediction(results: dict) -> str:
                                           "`predict_labels` used for the batch size asked):", sweep, csv_table])
 
 
+def _backends(results: dict) -> str:
+    """The backend comparison's section; a line saying it is missing from results written before it existed."""
+    if "backends_error" in results:
+        return "Failed in this run:\n\n```\n" + results["backends_error"] + "\n```"
+    if "backends" not in results:
+        return "Not measured in this run (`python -m benchmarks.backends` measures it on its own)."
+    return ("The same Baseline training in fresh processes, one per backend and layout "
+            "(`python -m benchmarks.backends` for the details and `--isa avx2`).\n\n" + backends.section(results["backends"]))
+
+
 def _pipelines(results: dict) -> str:
     lines = []
     smoke = results.get("smoke_pipeline")
@@ -190,6 +201,10 @@ Measured float32 peak: **{results['peak_gflops']:.0f} GFLOP/s**, the better of t
 Same model (the default profile's width), loss, optimizer, metrics and batch both ways; *ours* = the very path `helpers.train.run` trains with (`train.plan` → `train.build` → `train.fit`: tf.data input, `helpers.device.strategy()`'s scope, the dtype and XLA choice of `configure`, the run's callbacks); *peer* = float32, numpy arrays into `model.fit`, `jit_compile=False`. Images/s of one epoch, median over the epochs after the first (the warm-up, with tracing and compilation). Both share the process and its thread pools (TensorFlow sizes its default pools by the schedulable CPUs, 2 here, as `configure` does).
 
 {_training(results)}
+
+## TensorFlow against JAX (the Keras backends, `benchmarks.backends`)
+
+{_backends(results)}
 
 ## Inference and the submission CSV
 

@@ -3,7 +3,9 @@
     python -m benchmarks.run [--fast] [--with-pipeline] [--xla auto|off] [--mixed-precision auto|off]
                              [--threads auto|off] [--out DIR]
 
-`make bench` runs it with the defaults: about 12 minutes on 2 CPU cores. `--with-pipeline` adds the smoke
+`make bench` runs it with the defaults: about 12 minutes on 2 CPU cores before the TensorFlow/JAX comparison
+(`benchmarks.backends`, each measurement in fresh processes; its own `bench_backends.*` files are written by
+`python -m benchmarks.backends`, here its figures go into bench.md and bench.json). `--with-pipeline` adds the smoke
 pipeline's wall time (about 5 more minutes there, so it is optional). `--fast` shrinks every image count and
 repeat to check the script in a few minutes (its figures mean little). The other flags turn the per-device
 choices of `helpers.device.configure` off one by one, to measure what each is worth.
@@ -21,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks import prediction, report, timing, training
+from benchmarks import backends, prediction, report, timing, training
 from benchmarks.smoke_pipeline import smoke_pipeline_seconds
 from helpers import dataset, flops, synthetic
 from helpers.device import configure
@@ -165,6 +167,12 @@ def main(argv=None) -> int:
     results["memory"]["training"] = timing.peak_memory_mb()
     _benchmark_prediction(sizes, results, device, jit_compile="auto" if args.xla == "auto" else False)
     results["memory"]["prediction"] = timing.peak_memory_mb()
+    # TensorFlow against JAX, in child processes (a backend is fixed per process); this process waits meanwhile.
+    try:
+        results["backends"] = backends.measure(fast=args.fast, isa="native", say=_say)
+    except RuntimeError as error:  # a failed child loses this part only, not the figures above
+        results["backends_error"] = str(error)
+        _say(str(error))
     results["seconds_without_pipeline"] = time.perf_counter() - started
 
     if args.with_pipeline:
