@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?= default
+BACKEND ?=
 
 GPU ?=
 KAGGLE_USER ?=
@@ -18,7 +19,7 @@ REQUIREMENTS := $(if $(GPU),requirements-gpu.txt,requirements.txt)
 
 help:  ## this list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-12s %s\n", $$1, $$2}'
-	@echo "  variables: PROFILE=smoke|default|full (table1), GPU=1 (setup: tensorflow[and-cuda]), KAGGLE_USER=name (kernel)"
+	@echo "  variables: PROFILE=smoke|default|full (table1), BACKEND=tensorflow|jax (table1; default: the faster here), GPU=1 (setup: tensorflow[and-cuda]), KAGGLE_USER=name (kernel)"
 
 setup: $(STAMP)  ## the .venv with the pinned packages and the notebooks' kernel (GPU=1: CUDA wheels)
 
@@ -37,7 +38,7 @@ test: $(STAMP)  ## all tests (about 15-20 minutes on 2 cores)
 	$(PY) -m pytest
 
 table1: $(STAMP)  ## the main job: the notebooks headless, Table 1 into reports/
-	$(PY) -m helpers.pipeline --profile $(PROFILE)
+	$(PY) -m helpers.pipeline --profile $(PROFILE) $(if $(BACKEND),--backend $(BACKEND))
 
 # Speed figures of this machine (training, inference, CSV, smoke pipeline) → reports/bench.md; not part of `test`.
 bench: $(STAMP)  ## speed figures of this machine into reports/bench.md

@@ -227,7 +227,7 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 def section(results: dict) -> str:
     """The comparison as Markdown (the body of bench_backends.md and of its section in reports/bench.md)."""
-    from helpers.backend import faster_backend
+    from helpers.backend_choice import faster_backend
 
     peak, first = results["peak"], results["runs"][0]["workers"][0]
     tf_run = next(run["workers"][0] for run in results["runs"] if run["backend"] == "tensorflow")
@@ -248,7 +248,7 @@ Baseline at width {first['width']}, batch {sizes['batch_size']}, float32, {sizes
 
 {_table(['backend', 'layout', 'processes', 'images/s (median)', 'per round', 'GFLOP/s', 'of peak', 'XLA', 'dtype', 'input', 'timed together'], rows)}
 
-JAX / TensorFlow: {ratios}. TensorFlow imported in a JAX process: **{'yes' if results['tensorflow_imported_in_jax'] else 'no'}**. Backend picked by `helpers.backend.faster_backend` (one worker per core; JAX only if more than 5 % faster): {verdict}"""
+JAX / TensorFlow: {ratios}. TensorFlow imported in a JAX process: **{'yes' if results['tensorflow_imported_in_jax'] else 'no'}**. Backend picked by `helpers.backend_choice.faster_backend` (one worker per core; JAX only if more than 5 % faster): {verdict}"""
 
 
 def markdown(results: dict) -> str:

@@ -46,7 +46,9 @@ def geometric_augmenter(
     ("horizontal_and_vertical" flips each axis independently: Keras' own mode of that name flips
     both axes or neither); `translate` is the largest shift and `zoom` the largest zoom in or out,
     as fractions of the image size (0 turns a transform off). The image uses `interpolation`, the
-    mask always nearest. The Keras layers used are exposed as `augment.pipeline`.
+    mask always nearest. The layers compute in float32 whatever the global precision policy: under
+    `mixed_bfloat16` they would otherwise hand the model bfloat16 images (and interpolate in bfloat16). The Keras
+    layers used are exposed as `augment.pipeline`.
     """
     if flip not in FLIP_MODES:
         raise ValueError(f"flip must be one of {FLIP_MODES}, got {flip!r}")
@@ -65,20 +67,20 @@ def geometric_augmenter(
     layer_seeds = iter(int(s) for s in np.random.SeedSequence(int(seed)).generate_state(4) >> 1)
     layers = []
     if flip in ("horizontal", "horizontal_and_vertical"):
-        layers.append(keras.layers.RandomFlip("horizontal", seed=next(layer_seeds)))
+        layers.append(keras.layers.RandomFlip("horizontal", seed=next(layer_seeds), dtype="float32"))
     if flip in ("vertical", "horizontal_and_vertical"):
-        layers.append(keras.layers.RandomFlip("vertical", seed=next(layer_seeds)))
+        layers.append(keras.layers.RandomFlip("vertical", seed=next(layer_seeds), dtype="float32"))
     if translate > 0:
         layers.append(
             keras.layers.RandomTranslation(
                 translate, translate, fill_mode=fill_mode, interpolation=interpolation,
-                seed=next(layer_seeds),
+                seed=next(layer_seeds), dtype="float32",
             )
         )
     if zoom > 0:
         layers.append(
             keras.layers.RandomZoom(
-                zoom, fill_mode=fill_mode, interpolation=interpolation, seed=next(layer_seeds)
+                zoom, fill_mode=fill_mode, interpolation=interpolation, seed=next(layer_seeds), dtype="float32"
             )
         )
     pipeline = keras.layers.Pipeline(layers, name="geometric_augmentation")

@@ -18,8 +18,7 @@ from functools import reduce
 
 import keras
 
-BACKENDS = ("tensorflow", "jax")
-"""The Keras backends this project runs on; TensorFlow is the default (Kaggle's image)."""
+from helpers.backend_choice import BACKENDS
 
 
 def name() -> str:
@@ -80,16 +79,6 @@ def data_parallel():
         return None
     devices = keras.distribution.list_devices()
     return keras.distribution.DataParallel(devices=devices) if len(devices) > 1 else None
-
-
-def distribution_scope():
-    """The block to build, compile and train a model in so that it runs data-parallel on JAX: the scope of
-    `data_parallel()`, which places variables on its mesh as they are created and splits every batch that `fit`,
-    `evaluate` and `predict` take; an empty block with one device or on TensorFlow (there use
-    `helpers.device.strategy().scope()`). Variables made outside it stay on one device and do not mix with split
-    batches."""
-    distribution = data_parallel()
-    return contextlib.nullcontext() if distribution is None else distribution.scope()
 
 
 def name_scope(scope: str):
@@ -196,34 +185,3 @@ def set_random_seed(seed: int) -> None:
         keras.utils.set_random_seed(seed)
     finally:
         sys.meta_path.remove(refuse)
-
-
-PIPELINE_LAYOUT = "per_core"
-"""The layout the pipeline trains in on a CPU machine: one worker process per core (`benchmarks.backends`)."""
-TIE = 0.05
-"""JAX is chosen only when it is more than this much faster than TensorFlow (a relative margin)."""
-
-
-def faster_backend(measured: dict, *, layout: str = PIPELINE_LAYOUT, tie: float = TIE) -> str:
-    """The Keras backend to train with on the machine `measured` describes (what `python -m benchmarks.backends`
-    writes to bench_backends.json: `measured["rates"][layout][backend]` = images/s, summed over the workers).
-
-    Rule: the backend with more images/s in `layout` (by default one worker per core, the pipeline's layout), but
-    JAX only when it beats TensorFlow by more than `tie` (5 %): within that margin the two are not told apart on
-    a shared machine, and TensorFlow, Kaggle's default and the backend everything runs on, wins the tie.
-    A `--fast` measurement (`measured["fast"]`) is refused: its figures only check the script. Pure: reads the
-    dict, measures nothing. One-line ValueError for a measurement it cannot read."""
-    if not 0 <= tie < 1:
-        raise ValueError(f"tie={tie!r} must be a relative margin in [0, 1)")
-    if measured.get("fast"):
-        raise ValueError("this is a --fast measurement, whose figures only check the script: "
-                         "run `python -m benchmarks.backends` without --fast")
-    rates = (measured.get("rates") or {}).get(layout)
-    if not isinstance(rates, dict) or any(backend not in rates for backend in BACKENDS):
-        raise ValueError(f"the measurement has no images/s of {' and '.join(BACKENDS)} in layout {layout!r} "
-                         f"(expected measured['rates'][{layout!r}][backend], as benchmarks.backends writes)")
-    for backend in BACKENDS:
-        value = rates[backend]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
-            raise ValueError(f"images/s of {backend} in {layout!r} must be a positive finite number, got {value!r}")
-    return "jax" if rates["jax"] > (1 + tie) * rates["tensorflow"] else "tensorflow"

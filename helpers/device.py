@@ -21,97 +21,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
-import platform
 import warnings
-from pathlib import Path
 
 import keras
 
 from helpers import backend
+from helpers import cpu
+from helpers.cpu import (cpu_bfloat16_pays, nvidia_gpu_count, nvidia_gpu_present,  # noqa: F401 (this module's API)
+                         visible_cores)
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 MIN_MIXED_FLOAT16_CAPABILITY = (7, 0)  # tensor cores: Volta and later
 MAX_INTER_OP_THREADS = 2
-
-
-def _cgroup_cpu_limit() -> int | None:
-    """CPUs allowed by a cgroup quota (containers, CI runners), or None without a quota."""
-    quota_files = [(Path("/sys/fs/cgroup/cpu.max"), None),
-                   (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))]
-    for quota_file, period_file in quota_files:
-        try:
-            if period_file is None:
-                quota, period = quota_file.read_text().split()[:2]
-            else:
-                quota, period = quota_file.read_text().strip(), period_file.read_text().strip()
-            if quota in ("max", "-1"):
-                return None
-            return max(1, math.ceil(int(quota) / int(period)))
-        except (OSError, ValueError):
-            continue
-    return None
-
-
-def visible_cores() -> int:
-    """CPU cores this process may use: its affinity mask, capped by a cgroup CPU quota.
-
-    TensorFlow sizes its thread pools from the host's cores, which oversubscribes a container
-    limited to fewer; this count is what `configure` uses instead.
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    limit = _cgroup_cpu_limit()
-    return min(cores, limit) if limit else cores
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def nvidia_gpu_present() -> bool:
-    """Whether the machine has an NVIDIA driver loaded (whatever the backend sees)."""
-    return Path("/proc/driver/nvidia/version").exists()
-
-
-def nvidia_gpu_count() -> int:
-    """NVIDIA GPUs the driver lists, read without starting a backend (JAX would take most of each GPU's memory
-    in the process that asks it)."""
-    folder = Path("/proc/driver/nvidia/gpus")
-    return len(list(folder.iterdir())) if folder.is_dir() else 0
-
-
-def _cpu_has_flag(flag: str) -> bool:
-    """Whether /proc/cpuinfo lists `flag`, e.g. amx_bf16 (Intel AMX tiles) or avx512_bf16 (AMD Zen 4, Intel)."""
-    try:
-        return any(line.startswith("flags") and f" {flag}" in f"{line} "
-                   for line in Path("/proc/cpuinfo").read_text().splitlines())
-    except OSError:
-        return False
-
-
-# oneDNN's ISA cap (its own `ONEDNN_MAX_CPU_ISA`, read by oneDNN when TensorFlow starts), from the lowest up: a
-# cap below AVX512_CORE_BF16 leaves oneDNN no bfloat16 instructions, below AVX512_CORE_AMX no AMX tiles.
-_ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
-                "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX512_CORE_AMX", "AVX10_1_512_AMX",
-                "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX_FP16")
-
-
-def _onednn_allows(isa: str) -> bool:
-    """Whether oneDNN may use `isa` under the process's `ONEDNN_MAX_CPU_ISA` (unset, ALL or DEFAULT: any)."""
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").strip().upper()
-    if cap in ("", "ALL", "DEFAULT") or cap not in _ONEDNN_ISAS:
-        return True
-    return _ONEDNN_ISAS.index(cap) >= _ONEDNN_ISAS.index(isa)
 
 
 def cpu_class(facts: dict) -> str:
@@ -132,12 +54,8 @@ def device_facts() -> dict:
     found = backend.devices()
     gpus, tpu_cores = found["gpus"], found["tpu_cores"]
     device_type = "gpu" if gpus else "tpu" if tpu_cores else "cpu"
-    return {"device_type": device_type, "backend": backend.name(), "gpus": gpus, "tpu_cores": tpu_cores,
-            "cores": visible_cores(),
-            "cpu_model": _cpu_model(),
-            "cpu_amx_bf16": _cpu_has_flag("amx_bf16") and _onednn_allows("AVX512_CORE_AMX"),
-            "cpu_avx512_bf16": _cpu_has_flag("avx512_bf16") and _onednn_allows("AVX512_CORE_BF16"), "replicas": _replicas(found),
-            "op_determinism": found["op_determinism"]}
+    return {**cpu.cpu_facts(backend.name()), "device_type": device_type, "gpus": gpus, "tpu_cores": tpu_cores,
+            "replicas": _replicas(found), "op_determinism": found["op_determinism"]}
 
 
 def _describe(facts: dict) -> str:
@@ -158,14 +76,6 @@ def _describe(facts: dict) -> str:
 def describe_device() -> str:
     """One line naming the accelerator(s) and host CPU, e.g. "CPU: 2 cores, AMD EPYC (AVX2 only)"."""
     return _describe(device_facts())
-
-
-def cpu_bfloat16_pays(facts: dict) -> bool:
-    """Whether oneDNN's bfloat16 kernels beat float32 + XLA on this CPU process (docs/performance.md): with AMX
-    tiles always; with AVX512-BF16 only in a one-core process, since those kernels gain nothing from a second
-    core while XLA's float32 code does. Those kernels are TensorFlow's: never on JAX, whose CPU code is XLA's."""
-    return facts["device_type"] == "cpu" and facts.get("backend", "tensorflow") == "tensorflow" and bool(
-        facts.get("cpu_amx_bf16") or (facts.get("cpu_avx512_bf16") and facts.get("cores") == 1))
 
 
 def _auto_policy(facts: dict) -> str:
@@ -247,9 +157,10 @@ def configure(*, xla="auto", mixed_precision="auto", threads="auto") -> dict:
     """
     facts = device_facts()
     if facts["device_type"] == "cpu" and nvidia_gpu_present():
+        engine = facts.get("backend", "tensorflow")
         fix = ("install the CUDA wheels with `make clean-venv setup GPU=1` (requirements-gpu.txt)"
-               if facts["backend"] == "tensorflow" else "install JAX's CUDA build (jax[cuda12] or jax[cuda13])")
-        warnings.warn(f"an NVIDIA GPU is present but {facts['backend']} sees none, so training runs on the CPU: "
+               if engine == "tensorflow" else "install JAX's CUDA build (jax[cuda12] or jax[cuda13])")
+        warnings.warn(f"an NVIDIA GPU is present but {engine} sees none, so training runs on the CPU: "
                       f"{fix}", RuntimeWarning, stacklevel=2)
     settings = choose_settings(facts, xla=xla, mixed_precision=mixed_precision, threads=threads)
     keras.mixed_precision.set_global_policy(settings["mixed_precision"])

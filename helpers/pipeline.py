@@ -104,17 +104,20 @@ def announced(runs: list[str], seeds: int) -> set[tuple[str, int]]:
         (name, seed) for name, seed, _ in trainings(runs, seeds)}
 
 
-def default_workers() -> int:
+def default_workers(facts: dict | None = None) -> int:
     """One worker per GPU; on a CPU machine one per core where a one-core worker trains in bfloat16
     (`helpers.device.cpu_bfloat16_pays`: those kernels do not use a second core) or runs on JAX (one-core JAX
     processes sum to more than one JAX process on every core; docs/performance.md), else 1 (TensorFlow's
     float32 + XLA uses every core, so one-core workers would lose)."""
-    from helpers.device import cpu_bfloat16_pays, device_facts
+    from helpers.cpu import cpu_bfloat16_pays
 
-    facts = device_facts()
+    if facts is None:  # the backend's own view (GPUs it can use); `helpers.cpu.cpu_facts` before Keras starts
+        from helpers.device import device_facts
+
+        facts = device_facts()
     if facts["gpus"]:
         return len(facts["gpus"])
-    per_core = facts["backend"] == "jax" or cpu_bfloat16_pays({**facts, "cores": 1})
+    per_core = facts.get("backend") == "jax" or cpu_bfloat16_pays({**facts, "cores": 1})
     return facts["cores"] if per_core else 1
 
 
@@ -138,7 +141,8 @@ def pretrain(workers: int, *, profile: str, data: str, labels: str | None, seeds
     return time.perf_counter() - started
 
 
-def _projection(runs: list[str], seeds: int, profile: str, dataset, workers: int, force: bool) -> dict | None:
+def _projection(runs: list[str], seeds: int, profile: str, dataset, workers: int, force: bool,
+                speed: dict | None = None) -> dict | None:
     """Print the run's projected training time on this machine (`helpers.projection`); None if the probe failed,
     which is said and does not stop the run."""
     from helpers.profiles import get_profile
@@ -146,7 +150,7 @@ def _projection(runs: list[str], seeds: int, profile: str, dataset, workers: int
 
     print("projecting the run's time (a short speed probe) ...", flush=True)
     try:
-        projection = project(runs, seeds, get_profile(profile), dataset, workers, force)
+        projection = project(runs, seeds, get_profile(profile), dataset, workers, force, speed)
     except RuntimeError as exc:
         print(f"projected time: not available ({exc})", flush=True)
         return None
@@ -181,7 +185,7 @@ def _echo(path: Path, poll_seconds: float = 1.0):
 
 def run_pipeline(*, profile: str = "default", data: str | None = None, labels: str | None = None,
                  seeds: int = 1, only: list[str] | None = None, out: str | None = None, force: bool = False,
-                 verbose: bool = False, workers: int | None = None) -> dict:
+                 verbose: bool = False, workers: int | None = None, backend: str | None = None) -> dict:
     """Train every run with `workers` processes (whole runs only; see the module docstring), run the notebooks,
     then write Table 1; return {"notebooks": {name: seconds}, "table": paths, "workers": ...}."""
     from helpers.data import load_mars
@@ -202,11 +206,17 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
     if out_dir.exists() and not out_dir.is_dir():
         raise PipelineError(f"--out {out} is a file, not a folder: pass a folder (it is created if missing)")
     dataset = load_mars(data, labels)  # validates the file (or makes the synthetic default) once, up front
+    from helpers import backend_choice, held_stderr
+
+    with contextlib.nullcontext() if verbose else held_stderr():  # the probes' CUDA lines on CPU machines
+        choice = backend_choice.choose(profile, out_dir, backend)
+    os.environ["KERAS_BACKEND"] = choice["backend"]  # before Keras is imported here; the workers and kernels inherit it
     if out:
         os.environ["MARS_REPORTS"] = str(out_dir)
     executed_dir = out_dir / "executed"
     executed_dir.mkdir(parents=True, exist_ok=True)
     print(f"data: {dataset.source.label()}; profile {profile}; seeds {seeds}; outputs in {out_dir}", flush=True)
+    print(backend_choice.describe(choice), flush=True)
     parameters = {"DATA_PATH": dataset.source.path, "LABELS_PATH": dataset.source.labels_path,
                   "PROFILE": profile, "SEEDS": seeds, "REPORTS_DIR": str(out_dir), "FORCE": force}
     if set(parameters) != set(PARAMETERS):  # the notebooks declare helpers.notebook.PARAMETERS, no more, no less
@@ -215,13 +225,15 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
     from helpers.experiments import notebook_runs
 
     runs = notebook_runs([nb.stem for nb in chosen] if only else None)
-    from helpers import held_stderr
-
+    if workers is None and choice.get("workers"):
+        workers = choice["workers"]  # the layout the probe found fastest
     if workers is None:
         with contextlib.nullcontext() if verbose else held_stderr():  # CUDA probing lines (cuInit on CPU machines)
             workers = default_workers()
     with contextlib.nullcontext() if verbose else held_stderr():
-        projection = _projection(runs, seeds, profile, dataset, workers, force)
+        probed = choice.get("probe")  # the chosen layout's probe, if just taken
+        projection = _projection(runs, seeds, profile, dataset, workers, force,
+                                 probed if probed and probed["workers"] == workers else None)
     log = out_dir / "progress.log"
     log.write_text("")
     kernels_env = {"MARS_PROGRESS_LOG": str(log), "MARS_PROGRESS_STARTED": str(time.time()),
@@ -268,7 +280,11 @@ def main(argv=None) -> int:
     parser.add_argument("--force", action="store_true", help="retrain even where a finished record exists")
     parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's and the kernels' log lines")
     parser.add_argument("--workers", type=int, help="training processes side by side before the notebooks "
-                                                    "(default: one per CPU core without GPUs, one per GPU; 1: none)")
+                                                    "(default: the layout the backend probe found fastest, else one per GPU or per core where "
+                             "bfloat16 or JAX pays; 1: none)")
+    parser.add_argument("--backend", choices=("tensorflow", "jax"),
+                        help="Keras backend (default: KERAS_BACKEND, else the faster one here by a speed probe; "
+                             "helpers.backend_choice)")
     parser.add_argument("--reuse-stale", action="store_true",
                         help="reuse records trained by older code of helpers/ (Table 1 marks them)")
     args = parser.parse_args(argv)
@@ -277,7 +293,7 @@ def main(argv=None) -> int:
     try:
         result = run_pipeline(profile=args.profile, data=args.data, labels=args.labels, seeds=args.seeds,
                               only=args.only, out=args.out, force=args.force, verbose=args.verbose,
-                              workers=args.workers)
+                              workers=args.workers, backend=args.backend)
     except (PipelineError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, PipelineError) else 2

@@ -62,13 +62,15 @@ def probe(profile: dict, steps: int = PROBE_STEPS) -> dict:
             "mixed_precision": device["mixed_precision"], "jit_compile": device["jit_compile"]}
 
 
-def probe_like_a_worker(profile_name: str, workers: int) -> dict:
-    """`probe` in a fresh process on one worker's share of the cores (as `helpers.train` places its workers)."""
+def probe_like_a_worker(profile_name: str, workers: int, engine: str | None = None) -> dict:
+    """`probe` in a fresh process on one worker's share of the cores (as `helpers.train` places its workers), on
+    Keras backend `engine` (default: this process's `KERAS_BACKEND`)."""
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     share = cores[0::workers] if workers > 1 and len(cores) >= workers else None
     pinned = [",".join(map(str, share))] if share else []  # the child pins itself: no code between fork and exec
     completed = subprocess.run([sys.executable, "-m", "helpers.projection", profile_name, *pinned],
-                               capture_output=True, text=True, cwd=str(REPO_ROOT))
+                               capture_output=True, text=True, cwd=str(REPO_ROOT),
+                               env={**os.environ, **({"KERAS_BACKEND": engine} if engine else {})})
     if completed.returncode:
         lines = [line for line in completed.stderr.splitlines() if line.strip()]
         raise RuntimeError(f"the speed probe failed: {lines[-1] if lines else 'no output'}")
@@ -108,16 +110,18 @@ def work(runs: list[str], seeds: int, profile: dict, data, force: bool = False) 
     return jobs
 
 
-def project(runs: list[str], seeds: int, profile: dict, data, workers: int, force: bool = False) -> dict:
-    """The projected seconds of training `runs` × `seeds` with `workers` processes, from one probe and `work`;
-    with the probe's figures and the (name, seed) of each model to train."""
+def project(runs: list[str], seeds: int, profile: dict, data, workers: int, force: bool = False,
+            speed: dict | None = None) -> dict:
+    """The projected seconds of training `runs` × `seeds` with `workers` processes, from one probe (`speed`, if
+    one was just taken for these workers) and `work`; with the probe's figures and the (name, seed) of each model
+    to train."""
     from helpers.flops import TRAINING_FACTOR, forward_flops
     from helpers.models import build_model
 
     jobs = work(runs, seeds, profile, data, force)
     if not jobs:
         return {"seconds": 0.0, "trainings": 0, "jobs": []}
-    speed = probe_like_a_worker(profile["name"], workers)
+    speed = speed or probe_like_a_worker(profile["name"], workers)
     baseline = forward_flops(build_model(**experiments.resolve("Baseline")["model"], width=profile["width"]))
     gflop_per_second = speed["images_per_second"] * TRAINING_FACTOR * baseline / 1e9
     for job in jobs:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import metrics
 from helpers.constants import IMAGE_SHAPE, NUM_CLASSES
 
 N_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
@@ -242,6 +241,8 @@ def score_submission(path, labels_path, part: str = "all") -> dict:
     chosen = np.arange(len(masks)) if part == "all" else np.sort(labels[f"{part}_ids"])
     if not len(chosen):
         raise SubmissionError(f"labels file {labels_path}: {part}_ids is empty, nothing to score")
+    from helpers import metrics  # Keras with it: loading data (which reads test labels here) must not start Keras
+
     return {"part": part, "n_images": int(len(chosen)), **metrics.scores(masks[chosen], predictions[chosen])}
 
 

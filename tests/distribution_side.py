@@ -5,9 +5,9 @@
 
 A CASE is a Table 1 entry ("Baseline"), or "MODEL_ROW:LOSS_ROW" for one entry's model and optimizer with another's
 loss ("Baseline:Final Model"). With TensorFlow unimportable (`backend_side._NoTensorFlow`), builds each case's model
-at `backend_side.WIDTH`, its combined loss and its optimizer (`backend_side.STEP_LR`, `backend_side.ADAM_EPSILON`) inside
-`helpers.backend.distribution_scope()`, and trains `--steps` steps with `model.fit` on one fixed batch of 8 images
-with per-pixel sample weights. Writes to OUT.npz the devices JAX saw, the mesh of `helpers.backend.data_parallel()`,
+at `backend_side.WIDTH`, its combined loss and its optimizer (`backend_side.STEP_LR`, `backend_side.ADAM_EPSILON`)
+under the process-wide distribution `helpers.device.configure` sets (as `helpers.train` does), and trains `--steps`
+steps with `model.fit` on one fixed batch of 8 images with per-pixel sample weights. Writes to OUT.npz the devices JAX saw, the mesh of `helpers.backend.data_parallel()`,
 how the variables and the batch were laid out over the devices, the loss of every step, and the initial and final
 weights (BatchNorm moving statistics included), under keys `<CASE>/...`. With `--weights-from` each model starts
 from the initial weights another side saved (`<CASE>/initial/<i>`) instead of its own initialisation.
@@ -105,25 +105,28 @@ def main(argv=None) -> int:
     import jax
     import numpy as np
 
-    from helpers import backend
+    import keras
 
-    distribution = backend.data_parallel()
+    from helpers import backend
+    from helpers.device import configure
+
+    configure(threads=False, mixed_precision=False)  # as a training run: JAX's data parallelism process-wide
+    distribution = keras.distribution.distribution()
     out = {"backend": backend.name(), "jax_devices": len(jax.devices()),
            "mesh_shape": np.array(distribution.device_mesh.shape if distribution is not None else (), np.int64)}
     images, labels = _batch()
     given = dict(np.load(args.weights_from)) if args.weights_from else None
-    with backend.distribution_scope():
-        for case in args.cases:
-            initial = None
-            if given is not None:
-                if f"{case}/paths" not in given:
-                    raise SystemExit(f"{args.weights_from} holds no weights for {case!r}")
-                initial = [given[f"{case}/initial/{i}"] for i in range(len(given[f"{case}/paths"]))]
-            result = _train(case, images, labels, initial, args.steps)
-            for key in ("loss", "paths", "batch_layout", "variable_layouts"):
-                out[f"{case}/{key}"] = result[key]
-            for i, (before, after) in enumerate(zip(result["initial"], result["final"])):
-                out[f"{case}/initial/{i}"], out[f"{case}/final/{i}"] = before, after
+    for case in args.cases:
+        initial = None
+        if given is not None:
+            if f"{case}/paths" not in given:
+                raise SystemExit(f"{args.weights_from} holds no weights for {case!r}")
+            initial = [given[f"{case}/initial/{i}"] for i in range(len(given[f"{case}/paths"]))]
+        result = _train(case, images, labels, initial, args.steps)
+        for key in ("loss", "paths", "batch_layout", "variable_layouts"):
+            out[f"{case}/{key}"] = result[key]
+        for i, (before, after) in enumerate(zip(result["initial"], result["final"])):
+            out[f"{case}/initial/{i}"], out[f"{case}/final/{i}"] = before, after
     out["tensorflow_imported"] = "tensorflow" in sys.modules
     out["tensorflow_blocked"] = _tensorflow_blocked()
     np.savez(args.out, **out)

@@ -10,9 +10,10 @@ import textwrap
 
 import pytest
 
+from helpers import cpu
 from helpers.device import choose_settings, device_facts, visible_cores
 
-CPU = {"device_type": "cpu", "gpus": [], "tpu_cores": 0, "cores": 6, "cpu_model": "Test CPU", "replicas": 1,
+CPU = {"device_type": "cpu", "backend": "tensorflow", "gpus": [], "tpu_cores": 0, "cores": 6, "cpu_model": "Test CPU", "replicas": 1,
        "op_determinism": False}
 H100 = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": (9, 0)}
 P100 = {"name": "Tesla P100-PCIE-16GB", "compute_capability": (6, 0)}
@@ -205,7 +206,7 @@ def test_onednn_isa_cap_hides_the_bfloat16_kernels_it_forbids(monkeypatch):
     worker, as on that class; AVX512_CORE_BF16 keeps AVX512-BF16 but not AMX; unset keeps whatever the CPU has."""
     from helpers import device
 
-    monkeypatch.setattr(device, "_cpu_has_flag", lambda flag: True)
+    monkeypatch.setattr(cpu, "cpu_has_flag", lambda flag: True)
     for cap, amx, bf16, named in (("AVX2", False, False, "AVX2 only"), ("avx512_core_bf16", False, True, "AVX512-BF16"),
                                   ("AVX512_CORE_AMX", True, True, "AMX"), (None, True, True, "AMX")):
         if cap is None:
