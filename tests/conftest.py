@@ -81,3 +81,15 @@ def smoke_records(smoke_data):
     from helpers.train import run
 
     return {name: run(name, smoke_data, "smoke", 0, verbose=0) for name in TABLE1}
+
+
+def run_side(script: Path, out: Path, *args, env: dict, name: str, cwd=None) -> dict:
+    """Run one side of a cross-process comparison (`python SCRIPT ... OUT.npz ...`) and return its npz as a dict;
+    an AssertionError with the end of its stderr if it failed."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env=env, cwd=cwd)
+    if done.returncode != 0:
+        raise AssertionError(f"the {name} side failed:\n{done.stderr[-4000:]}")
+    return dict(np.load(out))

@@ -22,12 +22,12 @@ The step uses the row's own model, loss, sample weights and AdamW schedule at pe
 size, and rounding flips the sign of small gradients on either backend alike).
 """
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import run_side
 
 SIDE = Path(__file__).with_name("backend_side.py")
 ROWS = ("baseline", "final")
@@ -56,12 +56,7 @@ def _inputs() -> dict:
 
 
 def _side(backend: str, inputs: Path, out: Path, *extra: str) -> dict:
-    env = {**os.environ, "KERAS_BACKEND": backend}
-    done = subprocess.run([sys.executable, str(SIDE), str(inputs), str(out), *extra], capture_output=True, text=True,
-                          timeout=600, env=env)
-    if done.returncode != 0:
-        raise AssertionError(f"the {backend} side failed:\n{done.stderr[-4000:]}")
-    return dict(np.load(out))
+    return run_side(SIDE, out, inputs, out, *extra, env={**os.environ, "KERAS_BACKEND": backend}, name=backend)
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,12 @@ since its two compilations add some 80 s, in brackets):
 Runtime: 38 s for both sides on the 2-core Xeon when idle (about 50 s of CPU; 70-100 s while other work shares it).
 """
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import run_side
 
 SIDE = Path(__file__).with_name("distribution_side.py")
 ROOT = SIDE.parent.parent
@@ -39,11 +39,7 @@ def _side(devices: int, out: Path, *extra: str) -> dict:
     flags = [flag for flag in os.environ.get("XLA_FLAGS", "").split() if not flag.startswith(DEVICE_FLAG)]
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "XLA_FLAGS": " ".join([*flags, f"{DEVICE_FLAG}={devices}"]),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, str(SIDE), str(out), *CASES, *extra], capture_output=True, text=True,
-                          timeout=600, env=env, cwd=ROOT)
-    if done.returncode != 0:
-        raise AssertionError(f"the {devices}-device side failed:\n{done.stderr[-4000:]}")
-    return dict(np.load(out))
+    return run_side(SIDE, out, out, *CASES, *extra, env=env, name=f"{devices}-device", cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
