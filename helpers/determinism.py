@@ -8,7 +8,7 @@ independent ops from racing. The thread count is fixed when TensorFlow runs its 
 model is built.
 
 On JAX the seeds are all there is to set: XLA's CPU code computes the same bits on every rerun (tested across
-processes in tests/test_determinism_jax.py), and nothing here imports TensorFlow.
+processes in tests/test_jax_path.py), and nothing here imports TensorFlow.
 """
 import warnings
 

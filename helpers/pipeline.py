@@ -279,9 +279,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="output folder (default: reports/)")
     parser.add_argument("--force", action="store_true", help="retrain even where a finished record exists")
     parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's and the kernels' log lines")
-    parser.add_argument("--workers", type=int, help="training processes side by side before the notebooks "
-                                                    "(default: the layout the backend probe found fastest, else one per GPU or per core where "
-                             "bfloat16 or JAX pays; 1: none)")
+    parser.add_argument("--workers", type=int,
+                        help="training processes side by side before the notebooks (default: the layout the backend "
+                             "probe found fastest, else one per GPU, or per core where bfloat16 or JAX pays; 1: none)")
     parser.add_argument("--backend", choices=("tensorflow", "jax"),
                         help="Keras backend (default: KERAS_BACKEND, else the faster one here by a speed probe; "
                              "helpers.backend_choice)")

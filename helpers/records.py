@@ -23,7 +23,7 @@ from helpers.paths import reports_dir
 # keeps the records. Every other module of helpers/ is part of the code fingerprint.
 NOT_NUMERIC = frozenset({"__init__.py", "claims.py", "progress.py", "kaggle.py", "notebook.py", "pipeline.py", "plots.py", "records.py",
                          "table.py", "paths.py", "leaderboard.py", "submission.py", "flops.py",
-                         "projection.py"})
+                         "projection.py", "backend_choice.py"})
 
 
 def _code_only(source: str) -> str:
