@@ -52,9 +52,17 @@ def faster_backend(measured: dict, *, layout: str = PIPELINE_LAYOUT, tie: float 
     return "jax" if rates["jax"] > (1 + tie) * rates["tensorflow"] else "tensorflow"
 
 
+def _importable(engine: str) -> bool:
+    """Whether `engine` can be imported here (found, not imported)."""
+    try:
+        return importlib.util.find_spec(engine) is not None
+    except (ImportError, ValueError):  # an import hook that refuses it
+        return False
+
+
 def installed() -> list[str]:
     """The backends importable here, in `BACKENDS` order."""
-    return [engine for engine in BACKENDS if importlib.util.find_spec(engine) is not None]
+    return [engine for engine in BACKENDS if _importable(engine)]
 
 
 def layouts(engine: str) -> list[int]:
@@ -80,12 +88,12 @@ def choose(profile_name: str, out_dir: Path, requested: str | None = None) -> di
                              f"start a fresh process")
         return {"backend": running, "why": "the Keras already imported here"}
     requested = requested or os.environ.get("KERAS_BACKEND") or None
-    have = installed()
-    if requested:
-        if requested not in BACKENDS or requested not in have:
+    if requested:  # only the backend asked for is looked up: under JAX nothing even looks for TensorFlow
+        if requested not in BACKENDS or not _importable(requested):
             raise ValueError(f"Keras backend {requested!r} is not available here: choose one of "
-                             f"{', '.join(have) or 'none (install tensorflow or jax)'}")
+                             f"{', '.join(installed()) or 'none (install tensorflow or jax)'}")
         return {"backend": requested, "why": "as asked"}
+    have = installed()
     stored_path = Path(out_dir) / "backend.json"
     try:
         stored = json.loads(stored_path.read_text())

@@ -11,7 +11,7 @@ from helpers import backend_choice
 @pytest.fixture
 def before_keras(monkeypatch):
     """This process as the pipeline's is when it chooses: Keras not yet imported, no KERAS_BACKEND."""
-    monkeypatch.delitem(sys.modules, "keras")
+    monkeypatch.delitem(sys.modules, "keras", raising=False)
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
     monkeypatch.setattr(backend_choice, "installed", lambda: ["tensorflow", "jax"])
     monkeypatch.setattr(backend_choice, "layouts", lambda engine: {"tensorflow": [1, 2], "jax": [2]}[engine])
