@@ -57,10 +57,15 @@ def test_another_layout_or_jax_wins_only_beyond_the_margin(before_keras, tmp_pat
 
 
 def test_a_request_or_keras_own_variable_decides_without_a_probe(before_keras, tmp_path, monkeypatch):
+    monkeypatch.setattr(backend_choice, "installed", lambda: pytest.fail("a request looks up the other backend too"))
+    looked_up = []
+    monkeypatch.setattr(backend_choice, "_importable", lambda engine: looked_up.append(engine) or True)
     assert backend_choice.choose("default", tmp_path, "jax") == {"backend": "jax", "why": "as asked"}
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
     assert backend_choice.choose("default", tmp_path)["backend"] == "tensorflow"
+    assert looked_up == ["jax", "tensorflow"]  # under JAX nothing even looks for TensorFlow
     assert before_keras == [] and not (tmp_path / "backend.json").exists()
+    monkeypatch.setattr(backend_choice, "installed", lambda: ["tensorflow", "jax"])
     with pytest.raises(ValueError, match=r"^Keras backend 'torch' is not available here: choose one of tensorflow, jax$"):
         backend_choice.choose("default", tmp_path, "torch")
 
@@ -85,3 +90,15 @@ def test_a_process_that_already_runs_keras_keeps_its_backend(tmp_path):
     other = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"
     with pytest.raises(ValueError, match="start a fresh process"):
         backend_choice.choose("default", tmp_path, other)
+
+
+def test_a_backend_an_import_hook_refuses_counts_as_absent(monkeypatch):
+    class Refuse:
+        def find_spec(self, name, path=None, target=None):
+            if name == "refused_backend":
+                raise ImportError("refused")
+            return None
+
+    monkeypatch.setattr(sys, "meta_path", [Refuse(), *sys.meta_path])
+    assert backend_choice._importable("refused_backend") is False
+    assert backend_choice._importable("numpy") is True
