@@ -21,6 +21,8 @@ def test_notebooks_are_numbered_clean_and_parameterised():
 
     assert [nb.stem for nb in pipeline.notebooks()] == EXPECTED
     for path in pipeline.notebooks():
+        raw = json.loads(path.read_text())  # nbformat.read would fill in missing cell ids, with a warning each run
+        assert all("id" in cell for cell in raw["cells"]), f"{path.name} has cells without an id"
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} stored with outputs"
