@@ -22,9 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "jax")  # the process boundary: before anything imports Keras
-
-
 def run_rates(records: list[dict]) -> list[dict]:
     """Per trained run (ensemble predictors, which train nothing of their own, left out): images seen, seconds
     of training and images per second, in the order the runs finished."""
@@ -116,4 +113,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("KERAS_BACKEND", "jax")  # the process boundary: before anything imports Keras
     raise SystemExit(main())

@@ -22,7 +22,7 @@ BACKENDS = ("tensorflow", "jax")
 """The Keras backends this project runs on; TensorFlow is Keras's and Kaggle's default."""
 
 PIPELINE_LAYOUT = "per_core"
-"""The layout the pipeline trains in on a CPU machine: one worker process per core (`benchmarks.backends`)."""
+"""The `benchmarks.backends` layout `faster_backend` reads by default: one worker process per core."""
 TIE = 0.05
 """JAX is chosen only when it is more than this much faster than TensorFlow (a relative margin)."""
 
@@ -68,7 +68,7 @@ def installed() -> list[str]:
 def layouts(engine: str) -> list[int]:
     """Worker counts worth probing for `engine`, the pipeline's default first (`helpers.pipeline.default_workers`):
     on a CPU machine also one worker per core, which may beat one process on every core even in float32 (measured
-    1.15x for TensorFlow on the AVX2 approximation, docs/performance.md); with GPUs one worker per GPU only."""
+    1.13x for TensorFlow on the AVX2 approximation, docs/performance.md); with GPUs one worker per GPU only."""
     from helpers.cpu import cpu_facts
     from helpers.pipeline import default_workers
 
@@ -81,7 +81,7 @@ def choose(profile_name: str, out_dir: Path, requested: str | None = None) -> di
     """{"backend", "why", and after a probe "workers" (the layout to train in), "probe" (its figures) and "probes"
     (per backend, each layout tried: the probe, workers, images/s in all)}; a one-line ValueError for a backend
     this project does not run or this machine lacks."""
-    if "keras" in sys.modules:  # (Keras also writes its backend into KERAS_BACKEND)
+    if "keras" in sys.modules:  # its backend is fixed, whatever is asked or measured
         running = sys.modules["keras"].backend.backend()
         if requested and requested != running:
             raise ValueError(f"Keras already runs {running} in this process, so it cannot train with {requested}: "
