@@ -106,7 +106,7 @@ def train(args) -> dict:
         "width": width, "batch_size": args.batch_size, "dtype_policy": keras.mixed_precision.global_policy().name,
         "jit_compile_asked": settings["jit_compile"], "jit_compile": bool(model.jit_compile),
         "intra_op_threads": settings["intra_op_threads"], "inter_op_threads": settings["inter_op_threads"],
-        "threads_applied": settings["threads_applied"],
+        "threads_applied": settings["threads_applied"], "onednn": settings["onednn"],
         "input_pipeline": "tf.data" if hasattr(batches, "element_spec") else type(batches).__name__,
         "forward_flops": forward_flops(model), "training_factor": TRAINING_FACTOR,
         "device": settings["device"], "cpu_class": cpu_class(facts), "cores_visible": facts["cores"],

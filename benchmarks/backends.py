@@ -4,7 +4,8 @@
 
 Workload: the Baseline at the default profile's width and batch, float32, on synthetic images (`helpers.synthetic`),
 trained with the project's backend-neutral pieces (`benchmarks.backend_child`): on TensorFlow compiled with the XLA
-choice of `helpers.device.configure` (on for one CPU device in float32) over tf.data, on JAX jitted by Keras over
+choice of `helpers.device.configure` (on for one CPU device in float32, off in a one-core process
+with oneDNN's kernels on) over tf.data, on JAX jitted by Keras over
 numpy batches (`ArrayBatches`). Keras fixes its backend at first import, so every measurement is a fresh process
 with `KERAS_BACKEND` set; the JAX processes report whether TensorFlow was ever imported (it must not be).
 
@@ -244,7 +245,7 @@ def section(results: dict) -> str:
     sizes = results["sizes"]
     return f"""Device: {peak['device']} (`cpu_class`: {peak['cpu_class']}; without ISA caps: {peak['native_device']}); `lscpu` model name: {results['lscpu_model']}; ISA: **{results['isa']}** (child environment: {', '.join(f'{k}={v}' for k, v in results['isa_env'].items() if v) or 'no caps'}). TensorFlow {tf_run['backend_version']}, JAX {jax_run['backend_version']}, Keras {first['keras_version']}.
 
-Baseline at width {first['width']}, batch {sizes['batch_size']}, float32, {sizes['images']} synthetic images an epoch, 1 + {sizes['repeats']} epochs a process (the first is the warm-up), {sizes['rounds']} round(s), TensorFlow and JAX alternating. A training step costs {results['training_flops_per_image'] / 1e9:.3f} GFLOP per image ({first['training_factor']}× the forward pass); float32 matmul peak in the same environment: **{peak['peak_gflops']:.0f} GFLOP/s** ({peak['peak_from']}; {', '.join(f'{k} {v:.0f}' for k, v in peak['matmul_gflops'].items())}). TensorFlow compiles with XLA as `helpers.device.configure` decides for one CPU device in float32 (on) and sizes its thread pools to the process's cores; JAX jits every step (Keras on JAX always does). The project's own dtype choice on this device would be {first['project_auto_policy']} (not measured here: float32 only).
+Baseline at width {first['width']}, batch {sizes['batch_size']}, float32, {sizes['images']} synthetic images an epoch, 1 + {sizes['repeats']} epochs a process (the first is the warm-up), {sizes['rounds']} round(s), TensorFlow and JAX alternating. A training step costs {results['training_flops_per_image'] / 1e9:.3f} GFLOP per image ({first['training_factor']}× the forward pass); float32 matmul peak in the same environment: **{peak['peak_gflops']:.0f} GFLOP/s** ({peak['peak_from']}; {', '.join(f'{k} {v:.0f}' for k, v in peak['matmul_gflops'].items())}). TensorFlow compiles with XLA as `helpers.device.configure` decides for one CPU device in float32 (on, except in a one-core process with oneDNN's kernels on) and sizes its thread pools to the process's cores; JAX jits every step (Keras on JAX always does). The project's own dtype choice on this device would be {first['project_auto_policy']} (not measured here: float32 only).
 
 {_table(['backend', 'layout', 'processes', 'images/s (median)', 'per round', 'GFLOP/s', 'of peak', 'XLA', 'dtype', 'input', 'timed together'], rows)}
 

@@ -17,6 +17,11 @@ import warnings
 __version__ = "0.1.0"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if "tensorflow" not in sys.modules:  # TensorFlow reads its oneDNN switch once, at start: only before it counts
+    from helpers.cpu import ONEDNN_SWITCH, onednn_switch_default
+
+    if ONEDNN_SWITCH not in os.environ and onednn_switch_default():
+        os.environ[ONEDNN_SWITCH] = onednn_switch_default()  # oneDNN on AVX2-only CPUs too (helpers.cpu)
 
 
 @contextlib.contextmanager

@@ -86,17 +86,40 @@ def onednn_allows(isa: str) -> bool:
     return ONEDNN_ISAS.index(cap) >= ONEDNN_ISAS.index(isa)
 
 
+TENSORFLOW_ONEDNN_FEATURES = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+"""The CPU flags for which TensorFlow turns its oneDNN kernels on by default on Linux (its `DefaultOneDnnPolicy`,
+tensorflow/core/util/port.cc); on other x86 CPUs, the AVX2-only class included, it runs Eigen's kernels."""
+ONEDNN_SWITCH = "TF_ENABLE_ONEDNN_OPTS"
+"""TensorFlow's own switch for its oneDNN kernels, read once when TensorFlow first asks."""
+
+
+def onednn_switch_default() -> str | None:
+    """The value of `ONEDNN_SWITCH` this project starts TensorFlow with where nobody set one: "1" on a Linux CPU
+    with AVX2, so that the AVX2-only class gets oneDNN's kernels, which TensorFlow leaves off there by default
+    (measured on the AVX2 approximation: the Baseline 1.19x faster with XLA, 1.9x without; docs/performance.md);
+    None elsewhere (TensorFlow's own default, unchanged: on for CPUs with `TENSORFLOW_ONEDNN_FEATURES`)."""
+    return "1" if platform.system() == "Linux" and cpu_has_flag("avx2") else None
+
+
+def tensorflow_onednn_on() -> bool:
+    """Whether TensorFlow runs its oneDNN kernels in a process started with this environment: `ONEDNN_SWITCH`
+    where set to a value TensorFlow reads (0, 1, false, true), else TensorFlow's default rule on Linux."""
+    value = os.environ.get(ONEDNN_SWITCH, "").strip().lower()
+    if value in ("1", "true", "0", "false"):
+        return value in ("1", "true")
+    return platform.system() == "Linux" and any(cpu_has_flag(flag) for flag in TENSORFLOW_ONEDNN_FEATURES)
 
 
 def cpu_facts(engine: str) -> dict:
     """What `helpers.device.device_facts` says of the host for a Keras backend `engine`, read without starting it:
     device type ("gpu" where the NVIDIA driver lists GPUs, else "cpu"), GPUs (by count only), visible cores, CPU
-    model, and the bfloat16 instructions oneDNN may use."""
+    model, the bfloat16 instructions oneDNN may use, and whether TensorFlow's oneDNN kernels are on (`onednn`)."""
     gpus = nvidia_gpu_count()
     return {"device_type": "gpu" if gpus else "cpu", "backend": engine, "gpus": [{"name": "NVIDIA GPU"}] * gpus,
             "cores": visible_cores(), "cpu_model": cpu_model(),
             "cpu_amx_bf16": cpu_has_flag("amx_bf16") and onednn_allows("AVX512_CORE_AMX"),
-            "cpu_avx512_bf16": cpu_has_flag("avx512_bf16") and onednn_allows("AVX512_CORE_BF16")}
+            "cpu_avx512_bf16": cpu_has_flag("avx512_bf16") and onednn_allows("AVX512_CORE_BF16"),
+            "onednn": engine == "tensorflow" and tensorflow_onednn_on()}
 
 
 def cpu_bfloat16_pays(facts: dict) -> bool:

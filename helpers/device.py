@@ -96,7 +96,9 @@ def choose_settings(facts: dict, *, xla="auto", mixed_precision="auto", threads=
     off on CPU, yet XLA is faster for these UNets in float32 there, docs/performance.md), and off where
     Keras cannot or will not use it or where it does not pay: a multi-device strategy (XLA cannot reach
     variables on the other replicas; TPUStrategy compiles with XLA by itself), op determinism enabled,
-    or bfloat16 on a CPU (oneDNN's AMX kernels beat XLA's CPU code there).
+    bfloat16 on a CPU (oneDNN's AMX kernels beat XLA's CPU code there), or a one-core TensorFlow process
+    with oneDNN's kernels on (`facts["onednn"]`: they beat XLA's single-threaded code, 1.1-1.2x, and skip
+    its 7-10 s compile per model; docs/performance.md).
     mixed_precision: "auto" ("mixed_float16" on GPUs of compute capability >= 7, "mixed_bfloat16" on
     TPUs and where `cpu_bfloat16_pays`, "float32" otherwise) | False (float32) | a policy name.
     threads: "auto" (intra-op = visible cores) | False (TensorFlow's defaults, untouched) | an int
@@ -122,11 +124,14 @@ def choose_settings(facts: dict, *, xla="auto", mixed_precision="auto", threads=
     policy = _auto_policy(facts) if mixed_precision == "auto" else mixed_precision or "float32"
     if xla_blocker is None and device_type == "cpu" and policy == "mixed_bfloat16":
         xla_blocker = "bfloat16 on a CPU"  # XLA's CPU backend bypasses oneDNN's AMX kernels: slower, not faster
+    if xla_blocker is None and device_type == "cpu" and facts.get("onednn") and facts["cores"] == 1:
+        xla_blocker = "oneDNN in a one-core process"  # its kernels beat XLA's there; on more cores XLA's do
     intra = facts["cores"] if threads == "auto" else threads or None
     inter = None if not intra else 1 if facts.get("op_determinism") else min(MAX_INTER_OP_THREADS, intra)
     return {"device": _describe(facts), "device_type": device_type, "replicas": facts.get("replicas", 1),
             "jit_compile": xla is True or (xla == "auto" and xla_blocker is None),
-            "mixed_precision": policy, "intra_op_threads": intra, "inter_op_threads": inter}
+            "mixed_precision": policy, "onednn": bool(facts.get("onednn")) and device_type == "cpu",
+            "intra_op_threads": intra, "inter_op_threads": inter}
 
 
 def _apply_threads(intra: int, inter: int) -> bool:

@@ -42,7 +42,7 @@ def test_auto_choices_per_device():
     cpu = choose_settings(CPU)
     assert cpu == {"device": "CPU: 6 cores, Test CPU (AVX2 only)", "device_type": "cpu", "replicas": 1,
                    "jit_compile": True,
-                   "mixed_precision": "float32", "intra_op_threads": 6, "inter_op_threads": 2}
+                   "mixed_precision": "float32", "onednn": False, "intra_op_threads": 6, "inter_op_threads": 2}
     assert choose_settings(_gpu_facts(H100))["jit_compile"] is True
     h100 = choose_settings(_gpu_facts(H100, H100))
     assert h100["mixed_precision"] == "mixed_float16" and h100["replicas"] == 2
@@ -217,3 +217,68 @@ def test_onednn_isa_cap_hides_the_bfloat16_kernels_it_forbids(monkeypatch):
         assert (facts["cpu_amx_bf16"], facts["cpu_avx512_bf16"], device.cpu_class(facts)) == (amx, bf16, named), cap
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert device.choose_settings(device.device_facts())["mixed_precision"] == "float32"
+
+
+def test_a_one_core_tensorflow_process_with_onednn_trains_without_xla():
+    """oneDNN's kernels beat XLA's code in a one-core float32 process (docs/performance.md); with two cores, without
+    oneDNN, on JAX or when XLA is asked for, XLA stays as before."""
+    one_core = {**CPU, "cores": 1, "onednn": True}
+    settings = choose_settings(one_core)
+    assert settings["jit_compile"] is False and settings["mixed_precision"] == "float32" and settings["onednn"] is True
+    assert choose_settings({**one_core, "cores": 2})["jit_compile"] is True
+    assert choose_settings({**one_core, "onednn": False})["jit_compile"] is True
+    assert choose_settings({**one_core, "backend": "jax", "onednn": False})["jit_compile"] is True
+    assert choose_settings(one_core, xla=True)["jit_compile"] is True
+    assert choose_settings(_gpu_facts(H100))["onednn"] is False
+
+
+@pytest.mark.parametrize("switch, flags, on", [
+    ("1", (), True), ("true", (), True), ("0", ("amx_bf16", "amx_tile"), False), ("False", ("avx512_vnni",), False),
+    (None, ("avx2",), False), (None, ("avx2", "avx512_bf16"), True), (None, ("avx2", "avx_vnni"), True),
+    ("maybe", ("avx2",), False)])  # a value TensorFlow cannot read: its default
+def test_tensorflow_onednn_on_reads_the_switch_else_tensorflows_default_rule(monkeypatch, switch, flags, on):
+    monkeypatch.setattr(cpu.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(cpu, "cpu_has_flag", lambda flag: flag in flags)
+    if switch is None:
+        monkeypatch.delenv(cpu.ONEDNN_SWITCH, raising=False)
+    else:
+        monkeypatch.setenv(cpu.ONEDNN_SWITCH, switch)
+    assert cpu.tensorflow_onednn_on() is on
+    assert cpu.cpu_facts("tensorflow")["onednn"] is on and cpu.cpu_facts("jax")["onednn"] is False
+
+
+def test_the_onednn_switch_defaults_to_on_only_on_linux_cpus_with_avx2(monkeypatch):
+    for system, flags, expected in (("Linux", ("avx2",), "1"), ("Linux", (), None), ("Darwin", ("avx2",), None)):
+        monkeypatch.setattr(cpu.platform, "system", lambda system=system: system)
+        monkeypatch.setattr(cpu, "cpu_has_flag", lambda flag, flags=flags: flag in flags)
+        assert cpu.onednn_switch_default() == expected, (system, flags)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("switch", [None, "0"])
+def test_importing_helpers_starts_tensorflow_with_onednn_unless_told_otherwise(switch):
+    """Unset, `helpers` sets TensorFlow's switch before TensorFlow starts (on Linux with AVX2), and TensorFlow's own
+    answer follows; a user's value is kept and obeyed."""
+    import os
+
+    env = {key: value for key, value in os.environ.items() if key != cpu.ONEDNN_SWITCH}
+    if switch is not None:
+        env[cpu.ONEDNN_SWITCH] = switch
+    code = textwrap.dedent("""
+        import json, os
+        import helpers
+        from helpers import cpu
+        import tensorflow as tf
+        from tensorflow.python.util import _pywrap_util_port
+        print(json.dumps([os.environ.get(cpu.ONEDNN_SWITCH), _pywrap_util_port.IsMklEnabled(),
+                          cpu.tensorflow_onednn_on(), cpu.onednn_switch_default()]))
+    """)
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    value, tensorflow_says, we_say, default = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert value == (switch or default)
+    assert tensorflow_says is we_say
+    if switch == "0":
+        assert tensorflow_says is False
+    elif default == "1":
+        assert tensorflow_says is True
