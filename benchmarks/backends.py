@@ -38,8 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.constants import BACKENDS
+
 ROOT = Path(__file__).resolve().parents[1]
-BACKENDS = ("tensorflow", "jax")
 LAYOUTS = ("all_cores", "per_core")
 LAYOUT_NAMES = {"all_cores": "one process, every core", "per_core": "one worker per core (pinned), summed"}
 FULL = {"images": 512, "batch_size": None, "repeats": 3, "rounds": 2, "peak_size": 4096, "timeout_s": 3600}

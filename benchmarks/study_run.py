@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     from helpers import experiments, train
     from helpers.data import load_mars
     from helpers.device import describe_device
-    from helpers.pipeline import default_workers
+    from helpers.backend_choice import default_workers
     from helpers.profiles import get_profile
     from helpers.records import all_records, write_json_atomic
     from helpers.table import write_table

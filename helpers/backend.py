@@ -18,7 +18,7 @@ from functools import reduce
 
 import keras
 
-from helpers.backend_choice import BACKENDS
+from helpers.constants import BACKENDS
 
 
 def name() -> str:

@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-BACKENDS = ("tensorflow", "jax")
-"""The Keras backends this project runs on; TensorFlow is Keras's and Kaggle's default."""
+from helpers.constants import BACKENDS
+
 
 PIPELINE_LAYOUT = "per_core"
 """The `benchmarks.backends` layout `faster_backend` reads by default: one worker process per core."""
@@ -65,12 +65,28 @@ def installed() -> list[str]:
     return [engine for engine in BACKENDS if _importable(engine)]
 
 
+def default_workers(facts: dict | None = None) -> int:
+    """One worker per GPU; on a CPU machine one per core where a one-core worker trains in bfloat16
+    (`helpers.device.cpu_bfloat16_pays`: those kernels do not use a second core) or runs on JAX (one-core JAX
+    processes sum to more than one JAX process on every core; docs/performance.md), else 1 (TensorFlow's
+    float32 + XLA uses every core, so one-core workers would lose)."""
+    from helpers.cpu import cpu_bfloat16_pays
+
+    if facts is None:  # the backend's own view (GPUs it can use); `helpers.cpu.cpu_facts` before Keras starts
+        from helpers.device import device_facts
+
+        facts = device_facts()
+    if facts["gpus"]:
+        return len(facts["gpus"])
+    per_core = facts.get("backend") == "jax" or cpu_bfloat16_pays({**facts, "cores": 1})
+    return facts["cores"] if per_core else 1
+
+
 def layouts(engine: str) -> list[int]:
-    """Worker counts worth probing for `engine`, the pipeline's default first (`helpers.pipeline.default_workers`):
+    """Worker counts worth probing for `engine`, the pipeline's default first (`default_workers`):
     on a CPU machine also one worker per core, which may beat one process on every core even in float32 (measured
     1.13x for TensorFlow on the AVX2 approximation, docs/performance.md); with GPUs one worker per GPU only."""
     from helpers.cpu import cpu_facts
-    from helpers.pipeline import default_workers
 
     facts = cpu_facts(engine)
     default = default_workers(facts)

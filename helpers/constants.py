@@ -18,3 +18,6 @@ PRIMARY = "miou_fg"
 MONITOR = f"val_{PRIMARY}"
 """Its validation log key: what early stopping, the best epoch, plateau cuts and the learning checks watch."""
 
+
+BACKENDS = ("tensorflow", "jax")
+"""The Keras backends this project runs on; TensorFlow is Keras's and Kaggle's default."""

@@ -12,7 +12,7 @@ rerun reuses them) and exits non-zero. `make table1` is this with the default pr
 With `workers` > 1 (default: one per CPU core on a machine without GPUs, one per GPU otherwise) every run is
 trained first by that many `python -m helpers.train --all` processes, one core (or GPU) each, sharing the runs
 through their claims (`helpers.claims`); the notebooks then reuse the records. Where one-core workers train in
-bfloat16 (`default_workers`), they train more images per second than one process on every core
+bfloat16 (`helpers.backend_choice.default_workers`), they train more images per second than one process on every core
 (docs/performance.md).
 """
 from __future__ import annotations
@@ -102,23 +102,6 @@ def announced(runs: list[str], seeds: int) -> set[tuple[str, int]]:
 
     return {(name, seed) for seed in range(seeds) for name in runs} | {
         (name, seed) for name, seed, _ in trainings(runs, seeds)}
-
-
-def default_workers(facts: dict | None = None) -> int:
-    """One worker per GPU; on a CPU machine one per core where a one-core worker trains in bfloat16
-    (`helpers.device.cpu_bfloat16_pays`: those kernels do not use a second core) or runs on JAX (one-core JAX
-    processes sum to more than one JAX process on every core; docs/performance.md), else 1 (TensorFlow's
-    float32 + XLA uses every core, so one-core workers would lose)."""
-    from helpers.cpu import cpu_bfloat16_pays
-
-    if facts is None:  # the backend's own view (GPUs it can use); `helpers.cpu.cpu_facts` before Keras starts
-        from helpers.device import device_facts
-
-        facts = device_facts()
-    if facts["gpus"]:
-        return len(facts["gpus"])
-    per_core = facts.get("backend") == "jax" or cpu_bfloat16_pays({**facts, "cores": 1})
-    return facts["cores"] if per_core else 1
 
 
 def pretrain(workers: int, *, profile: str, data: str, labels: str | None, seeds: int, force: bool,
@@ -229,7 +212,7 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
         workers = choice["workers"]  # the layout the probe found fastest
     if workers is None:
         with contextlib.nullcontext() if verbose else held_stderr():  # CUDA probing lines (cuInit on CPU machines)
-            workers = default_workers()
+            workers = backend_choice.default_workers()
     with contextlib.nullcontext() if verbose else held_stderr():
         probed = choice.get("probe")  # the chosen layout's probe, if just taken
         projection = _projection(runs, seeds, profile, dataset, workers, force,

@@ -192,13 +192,13 @@ def test_avx512_bf16_trains_in_bfloat16_only_in_a_one_core_process():
 
 
 def test_pipeline_uses_one_worker_per_core_only_where_one_core_workers_train_in_bfloat16(monkeypatch):
-    from helpers import device, pipeline
+    from helpers import backend_choice, device
 
     for flags, expected in (({"cpu_avx512_bf16": True}, 6), ({"cpu_amx_bf16": True}, 6), ({}, 1)):
         monkeypatch.setattr(device, "device_facts", lambda flags=flags: {**CPU, **flags})
-        assert pipeline.default_workers() == expected, flags
+        assert backend_choice.default_workers() == expected, flags
     monkeypatch.setattr(device, "device_facts", lambda: _gpu_facts(H100, H100))
-    assert pipeline.default_workers() == 2
+    assert backend_choice.default_workers() == 2
 
 
 def test_onednn_isa_cap_hides_the_bfloat16_kernels_it_forbids(monkeypatch):

@@ -6,7 +6,7 @@ import re
 import nbformat
 import pytest
 
-from helpers import experiments, pipeline
+from helpers import backend_choice, experiments, pipeline
 from helpers.notebook import PARAMETERS, start
 from helpers.pipeline import NOTEBOOKS_DIR, PipelineError, check_parameters, run_pipeline
 from helpers.records import all_records
@@ -73,7 +73,7 @@ def test_whole_pipeline_in_the_smoke_profile(smoke_data, smoke_records, monkeypa
     trained = set(re.findall(r"^\[\d+/\d+\] (.+) \(seed (\d+)\): training", printed, re.M))
     assert trained and {(name, str(seed)) for name, seed in result["projection"]["jobs"]} == trained
     assert list(result["notebooks"]) == EXPECTED
-    assert result["workers"] == pipeline.default_workers()
+    assert result["workers"] == backend_choice.default_workers()
     if result["workers"] > 1:  # every run went through the training workers, each of which saw every run
         workers_log = (out / "workers.log").read_text()
         assert len(set(re.findall(r"^\[worker (\d+)\] ", workers_log, re.M))) == result["workers"], workers_log[-500:]
