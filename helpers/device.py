@@ -89,6 +89,13 @@ def _auto_policy(facts: dict) -> str:
     return "float32"
 
 
+def onednn_beats_xla(facts: dict) -> bool:
+    """A one-core TensorFlow process on a CPU with oneDNN's kernels on: there they beat XLA's single-threaded
+    code, in training (1.1-1.2x) and inference (1.07-1.27x), and skip its compile per model; on more cores
+    XLA's code wins (docs/performance.md, 2026-12-05)."""
+    return facts["device_type"] == "cpu" and bool(facts.get("onednn")) and facts["cores"] == 1
+
+
 def choose_settings(facts: dict, *, xla="auto", mixed_precision="auto", threads="auto") -> dict:
     """Decide the settings for a device described by `facts` (see `device_facts`) without applying them.
 
@@ -124,8 +131,8 @@ def choose_settings(facts: dict, *, xla="auto", mixed_precision="auto", threads=
     policy = _auto_policy(facts) if mixed_precision == "auto" else mixed_precision or "float32"
     if xla_blocker is None and device_type == "cpu" and policy == "mixed_bfloat16":
         xla_blocker = "bfloat16 on a CPU"  # XLA's CPU backend bypasses oneDNN's AMX kernels: slower, not faster
-    if xla_blocker is None and device_type == "cpu" and facts.get("onednn") and facts["cores"] == 1:
-        xla_blocker = "oneDNN in a one-core process"  # its kernels beat XLA's there; on more cores XLA's do
+    if xla_blocker is None and onednn_beats_xla(facts):
+        xla_blocker = "oneDNN in a one-core process"
     intra = facts["cores"] if threads == "auto" else threads or None
     inter = None if not intra else 1 if facts.get("op_determinism") else min(MAX_INTER_OP_THREADS, intra)
     return {"device": _describe(facts), "device_type": device_type, "replicas": facts.get("replicas", 1),

@@ -10,10 +10,11 @@ are copied back, so the device need not wait for the host between batches.
 
 The compiled function is `tf.function` on TensorFlow and `jax.jit` on JAX (`helpers.backend.compile_function`).
 Choices per device (`choose_inference_settings`; measured in `reports/bench.md`, docs/performance.md): XLA on,
-except under op determinism (bit-identical reruns) and for a bfloat16 model on a CPU (oneDNN's AMX kernels beat
-XLA's CPU code); batch 32 on a CPU (batches of 16 to 128 ran alike there: the least memory and shortest
-compile), 512 on GPUs and TPUs (large batches keep them busy; not measured). The rest of the gain over
-`model.predict` is the leaner loop: no per-batch callbacks, no float32 probabilities copied out and concatenated.
+except under op determinism (bit-identical reruns), for a bfloat16 model on a CPU (oneDNN's AMX kernels beat
+XLA's CPU code) and in one-core oneDNN processes (the training workers: 1.07-1.27x faster without XLA); batch
+32 on a CPU (batches of 16 to 128 ran alike there: the least memory and shortest compile), 512 on GPUs and TPUs
+(large batches keep them busy; not measured). The rest of the gain over `model.predict` is the leaner loop: no
+per-batch callbacks, no float32 probabilities copied out and concatenated.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from keras import ops
 from helpers import backend
 from helpers.constants import IMAGE_SHAPE
 from helpers.dataset import validate_images
-from helpers.device import device_facts
+from helpers.device import device_facts, onednn_beats_xla
 from helpers.ensemble import soft_vote
 from helpers.pseudo_labels import check_classes, decode
 from helpers.tta import flip_tta
@@ -42,7 +43,8 @@ def choose_inference_settings(facts: dict, *, batch_size=None, jit_compile="auto
 
     batch_size: None (per device: `BATCH_SIZES`) or a positive int. jit_compile: "auto" (on, except
     under op determinism, where XLA's fused kernels would break bit-identical reruns with Keras' own
-    non-XLA path, and for a bfloat16 model on a CPU, where oneDNN beats XLA; `facts["compute_dtype"]`)
+    non-XLA path, for a bfloat16 model on a CPU, where oneDNN beats XLA (`facts["compute_dtype"]`), and in a
+    one-core process with oneDNN on, where its kernels beat XLA's: `helpers.device.onednn_beats_xla`)
     | True | False.
     """
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
@@ -52,7 +54,7 @@ def choose_inference_settings(facts: dict, *, batch_size=None, jit_compile="auto
         raise ValueError(f"jit_compile={jit_compile!r} is not understood; pass 'auto', True or False")
     if jit_compile == "auto":
         bfloat16_on_cpu = facts["device_type"] == "cpu" and facts.get("compute_dtype") == "bfloat16"
-        jit_compile = not facts.get("op_determinism", False) and not bfloat16_on_cpu
+        jit_compile = not (facts.get("op_determinism", False) or bfloat16_on_cpu or onednn_beats_xla(facts))
     return {"batch_size": int(batch_size or BATCH_SIZES[facts["device_type"]]), "jit_compile": jit_compile}
 
 

@@ -3,7 +3,7 @@
 How (no library does this for us, hence this short module): a probe process, placed and configured like one
 training worker (its share of the cores, `helpers.device.configure`'s precision and XLA choice, the profile's
 width and batch), trains the Baseline through `helpers.train.build` / `fit` for two short epochs and times
-them. Every model the run still has to train (`helpers.experiments.trainings`, finished records left out) is then
+them. Every model the run still has to train (`helpers.train.work`: finished records left out) is then
 costed in FLOPs (`helpers.flops`: 3× the forward pass per training image, 1× per predicted image, × 4 under
 flip TTA) at the probe's rate, plus the probe's start-up (tracing, compilation) once per model, shared by the
 workers. Not counted: blending, pseudo-labelling and the notebooks' own minutes (a few). docs/training.md
@@ -77,39 +77,6 @@ def probe_like_a_worker(profile_name: str, workers: int, engine: str | None = No
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def work(runs: list[str], seeds: int, profile: dict, data, force: bool = False) -> list[dict]:
-    """One entry per model still to train: its name, seed and GFLOP (training steps, per-epoch validation,
-    scoring of the test split and the leaderboard subset, the whole test set for a submitted row)."""
-    from helpers import train
-    from helpers.flops import TRAINING_FACTOR, forward_flops
-    from helpers.models import build_model
-    from helpers.records import read_record
-    from helpers.splits import make_split
-
-    split = make_split(data, variant="clean")
-    val, test = (len(part) if profile[f"max_{name}"] is None else min(len(part), profile[f"max_{name}"])
-                 for name, part in (("val", split.val), ("test", split.test)))
-    reference = len(split.train) if profile["max_train"] is None else min(len(split.train), profile["max_train"])
-    steps = train.budget(reference, profile["batch_size"])["steps_per_epoch"]
-    leaderboard = len(data.test_images) if profile["test_set_limit"] is None else min(len(data.test_images),
-                                                                                     profile["test_set_limit"])
-    forward: dict[str, int] = {}
-    jobs = []
-    for name, seed, member in experiments.trainings(runs, seeds):
-        run_plan = train.plan(name, data, profile, seed, member=member)
-        if not force and (read_record(run_plan["folder"] / "record.json") or {}).get("status") == "finished":
-            continue
-        model = json.dumps(run_plan["settings"]["model"], sort_keys=True)
-        if model not in forward:
-            forward[model] = forward_flops(build_model(**run_plan["settings"]["model"], width=profile["width"]))
-        submitted = name in train.SUBMITTED_ENTRIES and not member
-        predicted = (test + (len(data.test_images) if submitted else leaderboard)) * (
-            4 if run_plan["settings"]["inference"]["tta"] else 1)
-        images = TRAINING_FACTOR * run_plan["epochs"] * steps * profile["batch_size"] + run_plan["epochs"] * val
-        jobs.append({"name": name, "seed": seed, "gflop": forward[model] * (images + predicted) / 1e9})
-    return jobs
-
-
 def project(runs: list[str], seeds: int, profile: dict, data, workers: int, force: bool = False,
             speed: dict | None = None) -> dict:
     """The projected seconds of training `runs` × `seeds` with `workers` processes, from one probe (`speed`, if
@@ -117,6 +84,7 @@ def project(runs: list[str], seeds: int, profile: dict, data, workers: int, forc
     to train."""
     from helpers.flops import TRAINING_FACTOR, forward_flops
     from helpers.models import build_model
+    from helpers.train import work
 
     jobs = work(runs, seeds, profile, data, force)
     if not jobs:

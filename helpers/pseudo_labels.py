@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
+from helpers.argmax import argmax_and_max
+
 CLASSES = ("all", "foreground")
 
 
@@ -22,14 +24,9 @@ def decode(probs, classes: str = "all", threshold: float | None = None):
     """uint8 labels (B, H, W) from probabilities (B, H, W, 5): argmax over all classes, or over 1-4 only
     ("foreground", never 0); with `threshold`, pixels whose chosen class has a lower probability become 0."""
     check_classes(classes)
-    probs = ops.cast(probs, "float32")
-    if classes == "foreground":
-        labels = ops.argmax(probs[..., 1:], axis=-1) + 1
-    else:
-        labels = ops.argmax(probs, axis=-1)
+    labels, best = argmax_and_max(ops.cast(probs, "float32"), start=1 if classes == "foreground" else 0)
     if threshold is not None:
-        confident = ops.max(probs[..., 1:] if classes == "foreground" else probs, axis=-1) >= threshold
-        labels = ops.where(confident, labels, ops.zeros_like(labels))
+        labels = ops.where(best >= threshold, labels, ops.zeros_like(labels))
     return ops.cast(labels, "uint8")
 
 

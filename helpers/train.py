@@ -42,6 +42,7 @@ from helpers.dataset import make_dataset
 from helpers.determinism import set_determinism
 from helpers import pseudo_labels
 from helpers.device import configure, describe_device, multi_worker, nvidia_gpu_count, scope
+from helpers.flops import TRAINING_FACTOR, forward_flops
 from helpers.leaderboard import load_test_labels, score_parts
 from helpers.losses import class_weights_from_masks, combined_loss, term_metrics
 from helpers.metrics import MONITOR, PRIMARY, best_constant_score, miou_fg, scores, training_metrics
@@ -597,13 +598,55 @@ def _run_predictor(run_plan: dict, data: MarsData, save_test_set: bool, again: d
     return record
 
 
+def work(runs: list[str], seeds: int, profile: dict, data, force: bool = False) -> list[dict]:
+    """One entry per model still to train (`experiments.trainings`; `force`: finished ones too): its name, seed
+    and GFLOP (`helpers.flops`: training steps, per-epoch validation, scoring of the test split and the
+    leaderboard subset, the whole test set for a submitted row). The unit of the projected time
+    (`helpers.projection`) and of the workers' order (`longest_first`)."""
+    split = make_split(data, variant="clean")
+    val, test = (len(part) if profile[f"max_{name}"] is None else min(len(part), profile[f"max_{name}"])
+                 for name, part in (("val", split.val), ("test", split.test)))
+    reference = len(split.train) if profile["max_train"] is None else min(len(split.train), profile["max_train"])
+    steps = budget(reference, profile["batch_size"])["steps_per_epoch"]
+    leaderboard = len(data.test_images) if profile["test_set_limit"] is None else min(len(data.test_images),
+                                                                                     profile["test_set_limit"])
+    forward: dict[str, int] = {}
+    jobs = []
+    for name, seed, member in experiments.trainings(runs, seeds):
+        run_plan = plan(name, data, profile, seed, member=member)
+        if not force and (read_record(run_plan["folder"] / "record.json") or {}).get("status") == "finished":
+            continue
+        model = json.dumps(run_plan["settings"]["model"], sort_keys=True)
+        if model not in forward:
+            forward[model] = forward_flops(build_model(**run_plan["settings"]["model"], width=profile["width"]))
+        submitted = name in SUBMITTED_ENTRIES and not member
+        predicted = (test + (len(data.test_images) if submitted else leaderboard)) * (
+            4 if run_plan["settings"]["inference"]["tta"] else 1)
+        images = TRAINING_FACTOR * run_plan["epochs"] * steps * profile["batch_size"] + run_plan["epochs"] * val
+        jobs.append({"name": name, "seed": seed, "gflop": forward[model] * (images + predicted) / 1e9})
+    return jobs
+
+
+def longest_first(runs: list[str], seeds: int, profile: dict, data) -> list[str]:
+    """`runs` ordered by the work each still needs (`work`: its trainings, teachers and ensemble members
+    included, in GFLOP), most first; equal ones keep their order. Workers that take the next free run of this
+    list finish close together, since the last runs they start are short ones (the notebooks' order left one
+    worker idle for the last ~9 min of the default study: 2026-12-05, docs/training.md)."""
+    cost = {(job["name"], job["seed"]): job["gflop"] for job in work(runs, seeds, profile, data)}
+    remaining = {name: sum(cost.get((each, seed), 0.0) for each, seed, _ in experiments.trainings([name], seeds))
+                 for name in runs}
+    return sorted(runs, key=lambda name: -remaining[name])
+
+
 def run_all(data: MarsData, profile="default", seeds: int = 1, *, force: bool = False, verbose: int | str = 2,
             poll_seconds: float = 5.0, names: list[str] | None = None) -> list[dict]:
-    """Every run the notebooks show (or `names`) for seeds 0..seeds-1, skipping runs other workers hold (an
-    ensemble's members included) and coming back to them, until each has a finished record. Start several at
-    once on one reports folder to share the work."""
+    """Every run the notebooks show (or `names`) for seeds 0..seeds-1, the longest first (`longest_first`), skipping runs other workers hold (an ensemble's members included) and
+    coming back to them, until each has a finished record. Start several at once on one reports folder to share
+    the work."""
     started = time.time()
     names = experiments.notebook_runs() if names is None else names
+    prof = get_profile(profile) if isinstance(profile, str) else dict(profile)
+    names = longest_first(names, seeds, prof, data)  # the workers then finish close together
     todo = [(name, seed) for seed in range(seeds) for name in names]
     done: dict[tuple, dict] = {}
     while todo:

@@ -41,6 +41,17 @@ def competition_file(tmp_path):
     return path
 
 
+@pytest.fixture(autouse=True)
+def _global_dtype_policy():
+    """Each test starts from the dtype policy the one before it found: `helpers.device.configure` sets the global
+    policy (mixed_bfloat16 on CPUs where it pays), which would otherwise reach every later test's models."""
+    import keras
+
+    policy = keras.config.dtype_policy()
+    yield
+    keras.config.set_dtype_policy(policy)
+
+
 @pytest.fixture
 def isolated_dirs(tmp_path, monkeypatch):
     """Fresh data/, reports/ and Kaggle input folders for one test."""

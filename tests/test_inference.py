@@ -103,6 +103,10 @@ def test_settings_per_device_and_flags():
     assert choose_inference_settings({**CPU, "device_type": "gpu"})["batch_size"] == inference.BATCH_SIZES["gpu"]
     assert choose_inference_settings({**CPU, "op_determinism": True})["jit_compile"] is False
     assert choose_inference_settings({**CPU, "compute_dtype": "bfloat16"})["jit_compile"] is False
+    one_core_onednn = {**CPU, "cores": 1, "onednn": True}  # a training worker: oneDNN beats XLA there
+    assert choose_inference_settings(one_core_onednn)["jit_compile"] is False
+    assert choose_inference_settings({**one_core_onednn, "cores": 2})["jit_compile"] is True
+    assert choose_inference_settings({**one_core_onednn, "onednn": False})["jit_compile"] is True
     assert choose_inference_settings({**CPU, "device_type": "gpu", "compute_dtype": "bfloat16"})["jit_compile"] is True
     assert choose_inference_settings(CPU, batch_size=7, jit_compile=False) == {"batch_size": 7, "jit_compile": False}
 

@@ -8,6 +8,7 @@ from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.metrics import jaccard_score
 
 from helpers import metrics
+from helpers.argmax import argmax_and_max, argmax_labels
 from helpers.constants import NUM_CLASSES
 
 LABELS = list(range(NUM_CLASSES))
@@ -203,3 +204,36 @@ def test_foreground_keras_metric_equals_the_numpy_score(seed):
     expected = metrics.miou_fg(y_true, metrics.foreground_labels(probs))
     assert float(metric.result()) == pytest.approx(expected, rel=1e-5)
     assert metrics.ForegroundMeanIoU.from_config(metric.get_config()).name == metrics.PRIMARY
+
+
+def _tied_probabilities(rng, shape):
+    """Probabilities on a coarse grid (many exact ties between classes), the case where argmax order matters."""
+    return (rng.integers(0, 4, (*shape, 5)) / 4.0).astype("float32")
+
+
+@pytest.mark.parametrize("start", [0, 1])
+def test_argmax_by_comparisons_equals_numpy_argmax_with_ties(start):
+    rng = np.random.default_rng(start)
+    probs = _tied_probabilities(rng, (4, 8, 16))
+    labels, best = argmax_and_max(probs, start=start)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(labels), probs[..., start:].argmax(-1) + start)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(best), probs[..., start:].max(-1))
+    assert keras.ops.convert_to_numpy(argmax_labels(probs, start)).dtype == np.int32
+    with pytest.raises(ValueError, match="outside the 5 classes"):
+        argmax_labels(probs, start=5)
+
+
+def test_training_metrics_equal_keras_stock_metrics_with_ties():
+    """The metrics fed `helpers.argmax` class ids give Keras's own metrics' values (which argmax inside)."""
+    rng = np.random.default_rng(7)
+    y_true = rng.integers(0, 5, (3, 8, 16))
+    probs = _tied_probabilities(rng, (3, 8, 16))
+    stock = {"competition_miou": keras.metrics.MeanIoU(5, ignore_class=0, sparse_y_pred=False),
+             "miou_1_4": keras.metrics.IoU(5, [1, 2, 3, 4], sparse_y_pred=False),
+             "accuracy": keras.metrics.SparseCategoricalAccuracy()}
+    ours = {metric.name: metric for metric in metrics.training_metrics()}
+    for name, reference in stock.items():
+        reference.update_state(y_true, probs)
+        ours[name].update_state(y_true, probs)
+        assert float(ours[name].result()) == pytest.approx(float(reference.result()), abs=1e-7), name
+        assert type(ours[name]).from_config(ours[name].get_config()).name == name

@@ -34,7 +34,7 @@ def test_work_counts_training_validation_and_scoring_images(smoke_data, smoke_re
     test split and the leaderboard subset (the whole test set for the submitted Final Model); a finished record
     is not projected again unless forced."""
     from helpers.models import build_model
-    from helpers.projection import work
+    from helpers.train import work
     from helpers.splits import make_split
 
     profile = get_profile("smoke")
@@ -48,6 +48,20 @@ def test_work_counts_training_validation_and_scoring_images(smoke_data, smoke_re
         flops = forward_flops(build_model(**experiments.resolve(name)["model"], width=profile["width"]))
         expected = flops * (3 * steps * profile["batch_size"] + val + predicted) / 1e9
         assert (job["name"], job["seed"]) == (name, 0) and job["gflop"] == pytest.approx(expected)
+
+
+def test_longest_first_orders_runs_by_their_remaining_work(smoke_data, smoke_records):
+    """The workers' order: most GFLOP still to train first (a predictor carries its members' trainings); a
+    finished run costs nothing; equal costs keep the given order."""
+    from helpers.train import longest_first, work
+
+    profile = get_profile("smoke")
+    names = ["Baseline", "Improved (b) never class 0", "Improved (a) focal, no background", "Network 9 / 2x steps"]
+    cost = {job["name"]: job["gflop"] for job in work(names, 1, profile, smoke_data)}
+    assert "Baseline" not in cost and cost["Network 9 / 2x steps"] > cost["Improved (a) focal, no background"]
+    # (b) predicts with (a)'s model: the same work, so the given order stands; the finished Baseline goes last
+    assert longest_first(names, 1, profile, smoke_data) == [
+        "Network 9 / 2x steps", "Improved (b) never class 0", "Improved (a) focal, no background", "Baseline"]
 
 
 def test_the_probe_measures_a_positive_rate_in_a_worker_like_process():
