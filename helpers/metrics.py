@@ -207,7 +207,9 @@ class ForegroundMeanIoU(ConfusionIoU):
     1-4 of softmax outputs (Keras has no foreground argmax)."""
 
     def __init__(self, name: str = PRIMARY, **kwargs):
-        for fixed in ("start", "ignore_background", "classes"):
+        # fixed here; the MeanIoU keys are those of models saved before 2026-12-05, when this subclassed MeanIoU
+        for fixed in ("start", "ignore_background", "classes", "num_classes", "ignore_class", "sparse_y_true",
+                      "sparse_y_pred", "axis"):
             kwargs.pop(fixed, None)
         super().__init__(name=name, start=1, **kwargs)
 

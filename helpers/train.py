@@ -627,12 +627,12 @@ def work(runs: list[str], seeds: int, profile: dict, data, force: bool = False) 
     return jobs
 
 
-def longest_first(runs: list[str], seeds: int, profile: dict, data) -> list[str]:
+def longest_first(runs: list[str], seeds: int, profile: dict, data, force: bool = False) -> list[str]:
     """`runs` ordered by the work each still needs (`work`: its trainings, teachers and ensemble members
-    included, in GFLOP), most first; equal ones keep their order. Workers that take the next free run of this
-    list finish close together, since the last runs they start are short ones (the notebooks' order left one
-    worker idle for the last ~9 min of the default study: 2026-12-05, docs/training.md)."""
-    cost = {(job["name"], job["seed"]): job["gflop"] for job in work(runs, seeds, profile, data)}
+    included, in GFLOP; `force`: finished ones too), most first; equal ones keep their order. Workers that take
+    the next free run of this list finish close together, since the last runs they start are short ones (the
+    notebooks' order left one worker idle for ~9 of the default study's last 11 min: docs/performance.md)."""
+    cost = {(job["name"], job["seed"]): job["gflop"] for job in work(runs, seeds, profile, data, force)}
     remaining = {name: sum(cost.get((each, seed), 0.0) for each, seed, _ in experiments.trainings([name], seeds))
                  for name in runs}
     return sorted(runs, key=lambda name: -remaining[name])
@@ -640,13 +640,13 @@ def longest_first(runs: list[str], seeds: int, profile: dict, data) -> list[str]
 
 def run_all(data: MarsData, profile="default", seeds: int = 1, *, force: bool = False, verbose: int | str = 2,
             poll_seconds: float = 5.0, names: list[str] | None = None) -> list[dict]:
-    """Every run the notebooks show (or `names`) for seeds 0..seeds-1, the longest first (`longest_first`), skipping runs other workers hold (an ensemble's members included) and
-    coming back to them, until each has a finished record. Start several at once on one reports folder to share
-    the work."""
+    """Every run the notebooks show (or `names`) for seeds 0..seeds-1, the longest first (`longest_first`),
+    skipping runs other workers hold (an ensemble's members included) and coming back to them, until each has a
+    finished record. Start several at once on one reports folder to share the work."""
     started = time.time()
     names = experiments.notebook_runs() if names is None else names
     prof = get_profile(profile) if isinstance(profile, str) else dict(profile)
-    names = longest_first(names, seeds, prof, data)  # the workers then finish close together
+    names = longest_first(names, seeds, prof, data, force)  # the workers then finish close together
     todo = [(name, seed) for seed in range(seeds) for name in names]
     done: dict[tuple, dict] = {}
     while todo:

@@ -204,6 +204,9 @@ def test_foreground_keras_metric_equals_the_numpy_score(seed):
     expected = metrics.miou_fg(y_true, metrics.foreground_labels(probs))
     assert float(metric.result()) == pytest.approx(expected, rel=1e-5)
     assert metrics.ForegroundMeanIoU.from_config(metric.get_config()).name == metrics.PRIMARY
+    saved_before = {"name": "miou_fg", "dtype": "float32", "num_classes": 5, "ignore_class": 0,
+                    "sparse_y_true": True, "sparse_y_pred": True, "axis": -1}  # its MeanIoU config until 2026-12-05
+    assert metrics.ForegroundMeanIoU.from_config(saved_before).get_config() == metric.get_config()
 
 
 def _tied_probabilities(rng, shape):
