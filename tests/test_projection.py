@@ -50,18 +50,24 @@ def test_work_counts_training_validation_and_scoring_images(smoke_data, smoke_re
         assert (job["name"], job["seed"]) == (name, 0) and job["gflop"] == pytest.approx(expected)
 
 
-def test_longest_first_orders_runs_by_their_remaining_work(smoke_data, smoke_records):
+def test_longest_first_orders_runs_by_their_remaining_work(smoke_data, smoke_records, isolated_dirs):
     """The workers' order: most GFLOP still to train first (a predictor carries its members' trainings); a
-    finished run costs nothing; equal costs keep the given order."""
-    from helpers.train import longest_first, work
+    finished run costs nothing; equal costs keep the given order. A fresh reports/ holding only the Baseline's
+    finished record, so runs other tests trained do not count as finished."""
+    from helpers.records import write_json_atomic
+    from helpers.train import longest_first, plan, work
 
     profile = get_profile("smoke")
+    write_json_atomic(plan("Baseline", smoke_data, profile, 0)["folder"] / "record.json", smoke_records["Baseline"])
     names = ["Baseline", "Improved (b) never class 0", "Improved (a) focal, no background", "Network 9 / 2x steps"]
     cost = {job["name"]: job["gflop"] for job in work(names, 1, profile, smoke_data)}
     assert "Baseline" not in cost and cost["Network 9 / 2x steps"] > cost["Improved (a) focal, no background"]
     # (b) predicts with (a)'s model: the same work, so the given order stands; the finished Baseline goes last
     assert longest_first(names, 1, profile, smoke_data) == [
         "Network 9 / 2x steps", "Improved (b) never class 0", "Improved (a) focal, no background", "Baseline"]
+    # forced, the finished Baseline counts again, by its full work
+    forced = {job["name"]: job["gflop"] for job in work(names, 1, profile, smoke_data, force=True)}
+    assert forced["Baseline"] > 0 and {k: forced[k] for k in cost} == pytest.approx(cost)
 
 
 def test_the_probe_measures_a_positive_rate_in_a_worker_like_process():
