@@ -38,7 +38,7 @@ test: $(STAMP)  ## all tests (about 15-20 minutes on 2 cores)
 	$(PY) -m pytest
 
 table1: $(STAMP)  ## the main job: the notebooks headless, Table 1 into reports/
-	$(PY) -m helpers.pipeline --profile $(PROFILE) $(if $(BACKEND),--backend $(BACKEND))
+	$(PY) -m helpers.study.pipeline --profile $(PROFILE) $(if $(BACKEND),--backend $(BACKEND))
 
 # Speed figures of this machine (training, inference, CSV, smoke pipeline) → reports/bench.md; not part of `test`.
 bench: $(STAMP)  ## speed figures of this machine into reports/bench.md

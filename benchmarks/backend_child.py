@@ -11,7 +11,7 @@ With `--core` the process first pins itself to that core (before Keras, TensorFl
 thread pools, so `configure` sizes TensorFlow's pools to one core); with `--barrier` it waits after the warm-up
 epoch until all `--workers` workers are warm, so their timed epochs run at the same time.
 `peak`: the float32 matmul peak of `benchmarks.timing.matmul_gflops` (TensorFlow and numpy) in this environment,
-with `helpers.device`'s description and CPU class under this environment's oneDNN cap and without it.
+with `helpers.runtime.device`'s description and CPU class under this environment's oneDNN cap and without it.
 Both write a JSON object to OUT.json, with `tensorflow_imported`: whether TensorFlow was in `sys.modules` at the end.
 """
 from __future__ import annotations
@@ -54,16 +54,16 @@ def train(args) -> dict:
     import numpy as np
 
     from benchmarks.timing import EpochTimer, rate
-    from helpers import backend
-    from helpers.dataset import make_dataset
-    from helpers.device import choose_settings, configure, cpu_class, device_facts
-    from helpers.experiments import resolve
-    from helpers.flops import TRAINING_FACTOR, forward_flops
-    from helpers.losses import class_weights_from_masks, combined_loss
-    from helpers.metrics import training_metrics
-    from helpers.models import build_model
-    from helpers.optim import make_optimizer
-    from helpers.profiles import get_profile
+    from helpers.runtime import backend
+    from helpers.data.dataset import make_dataset
+    from helpers.runtime.device import choose_settings, configure, cpu_class, device_facts
+    from helpers.configs.experiments import resolve
+    from helpers.model.flops import TRAINING_FACTOR, forward_flops
+    from helpers.model.losses import class_weights_from_masks, combined_loss
+    from helpers.model.metrics import training_metrics
+    from helpers.model.models import build_model
+    from helpers.model.optim import make_optimizer
+    from helpers.configs.profiles import get_profile
 
     # float32 always (the benchmark's workload); XLA and the thread pools as the project decides for this process.
     settings = configure(mixed_precision=False)
@@ -75,7 +75,7 @@ def train(args) -> dict:
     entry, width = resolve("Baseline"), get_profile("default")["width"]
     epochs = 1 + args.repeats
     model = build_model(**entry["model"], width=width)
-    # The Baseline's AdamW runs at a constant rate: no warm-up or plateau lengths (`helpers.train.schedule_lengths`,
+    # The Baseline's AdamW runs at a constant rate: no warm-up or plateau lengths (`helpers.run.train.schedule_lengths`,
     # in a module that imports TensorFlow) to pass.
     optimizer, extra_callbacks = make_optimizer(entry["optimizer"]["name"], lr=entry["optimizer"]["lr"],
                                                 steps_per_epoch=math.ceil(len(images) / args.batch_size),
@@ -116,12 +116,12 @@ def train(args) -> dict:
 
 def peak(args) -> dict:
     """The float32 matmul peak of this environment (TensorFlow's and numpy's; bfloat16 TensorFlow for reference),
-    with `helpers.device`'s description and CPU class of the machine under this environment's oneDNN cap and
+    with `helpers.runtime.device`'s description and CPU class of the machine under this environment's oneDNN cap and
     without it."""
     import numpy as np
 
     from benchmarks.timing import matmul_gflops
-    from helpers.device import cpu_class, describe_device, device_facts
+    from helpers.runtime.device import cpu_class, describe_device, device_facts
 
     measured = matmul_gflops(args.size, bfloat16=not args.no_bfloat16)
     float32 = {way: value for way, value in measured.items() if "bfloat16" not in way}

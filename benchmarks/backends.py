@@ -2,9 +2,9 @@
 
     python -m benchmarks.backends [--fast] [--isa native|avx2] [--out DIR]
 
-Workload: the Baseline at the default profile's width and batch, float32, on synthetic images (`helpers.synthetic`),
+Workload: the Baseline at the default profile's width and batch, float32, on synthetic images (`helpers.data.synthetic`),
 trained with the project's backend-neutral pieces (`benchmarks.backend_child`): on TensorFlow compiled with the XLA
-choice of `helpers.device.configure` (on for one CPU device in float32, off in a one-core process
+choice of `helpers.runtime.device.configure` (on for one CPU device in float32, off in a one-core process
 with oneDNN's kernels on) over tf.data, on JAX jitted by Keras over
 numpy batches (`ArrayBatches`). Keras fixes its backend at first import, so every measurement is a fresh process
 with `KERAS_BACKEND` set; the JAX processes report whether TensorFlow was ever imported (it must not be).
@@ -14,7 +14,7 @@ Two layouts: `all_cores`, one process on every core; `per_core`, one worker per 
 summed. Throughput is images/s of an epoch, the median over the epochs after the first (the warm-up), as in
 `benchmarks.training`; with several rounds, the median over rounds. TensorFlow and JAX alternate within each round
 and swap order from one round to the next, so drift in the machine's load hits both. Each figure is also given in
-GFLOP/s (a training step ≈ `helpers.flops.TRAINING_FACTOR` × the forward FLOPs) and as a fraction of the float32
+GFLOP/s (a training step ≈ `helpers.model.flops.TRAINING_FACTOR` × the forward FLOPs) and as a fraction of the float32
 matmul peak measured in the same environment (`benchmarks.timing.matmul_gflops`).
 
 `--isa avx2` approximates the common AVX2-only laptop class on a newer CPU: every child runs with
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.constants import BACKENDS
+from helpers.configs.constants import BACKENDS
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS = ("all_cores", "per_core")
@@ -131,7 +131,7 @@ def _run_children(jobs: list[tuple[list[str], dict, str]], folder: Path, timeout
 
 def _write_data(path: Path, n: int) -> None:
     """Synthetic training images (float32 in [0, 1]) and masks of the real shape, as `benchmarks.run` makes them."""
-    from helpers import synthetic
+    from helpers.data import synthetic
 
     arrays = synthetic.generate(n_train=max(n, 8), n_test=2, seed=0)["training_set"][:n]
     np.savez(path, images=(arrays[:, 0] / 255).astype(np.float32), masks=arrays[:, 1].astype(np.uint8))
@@ -151,7 +151,7 @@ def measure(*, fast: bool = False, isa: str = "native", say=print) -> dict:
         raise ValueError(f"isa must be one of {ISAS}, got {isa!r}")
     sizes = dict(FAST if fast else FULL)
     if sizes["batch_size"] is None:
-        from helpers.profiles import get_profile
+        from helpers.configs.profiles import get_profile
 
         sizes["batch_size"] = get_profile("default")["batch_size"]
     cores = sorted(os.sched_getaffinity(0))
@@ -229,7 +229,7 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 def section(results: dict) -> str:
     """The comparison as Markdown (the body of bench_backends.md and of its section in reports/bench.md)."""
-    from helpers.backend_choice import faster_backend
+    from helpers.run.backend_choice import faster_backend
 
     peak, first = results["peak"], results["runs"][0]["workers"][0]
     tf_run = next(run["workers"][0] for run in results["runs"] if run["backend"] == "tensorflow")
@@ -246,11 +246,11 @@ def section(results: dict) -> str:
     sizes = results["sizes"]
     return f"""Device: {peak['device']} (`cpu_class`: {peak['cpu_class']}; without ISA caps: {peak['native_device']}); `lscpu` model name: {results['lscpu_model']}; ISA: **{results['isa']}** (child environment: {', '.join(f'{k}={v}' for k, v in results['isa_env'].items() if v) or 'no caps'}). TensorFlow {tf_run['backend_version']}, JAX {jax_run['backend_version']}, Keras {first['keras_version']}.
 
-Baseline at width {first['width']}, batch {sizes['batch_size']}, float32, {sizes['images']} synthetic images an epoch, 1 + {sizes['repeats']} epochs a process (the first is the warm-up), {sizes['rounds']} round(s), TensorFlow and JAX alternating. A training step costs {results['training_flops_per_image'] / 1e9:.3f} GFLOP per image ({first['training_factor']}× the forward pass); float32 matmul peak in the same environment: **{peak['peak_gflops']:.0f} GFLOP/s** ({peak['peak_from']}; {', '.join(f'{k} {v:.0f}' for k, v in peak['matmul_gflops'].items())}). TensorFlow compiles with XLA as `helpers.device.configure` decides for one CPU device in float32 (on, except in a one-core process with oneDNN's kernels on) and sizes its thread pools to the process's cores; JAX jits every step (Keras on JAX always does). The project's own dtype choice on this device would be {first['project_auto_policy']} (not measured here: float32 only).
+Baseline at width {first['width']}, batch {sizes['batch_size']}, float32, {sizes['images']} synthetic images an epoch, 1 + {sizes['repeats']} epochs a process (the first is the warm-up), {sizes['rounds']} round(s), TensorFlow and JAX alternating. A training step costs {results['training_flops_per_image'] / 1e9:.3f} GFLOP per image ({first['training_factor']}× the forward pass); float32 matmul peak in the same environment: **{peak['peak_gflops']:.0f} GFLOP/s** ({peak['peak_from']}; {', '.join(f'{k} {v:.0f}' for k, v in peak['matmul_gflops'].items())}). TensorFlow compiles with XLA as `helpers.runtime.device.configure` decides for one CPU device in float32 (on, except in a one-core process with oneDNN's kernels on) and sizes its thread pools to the process's cores; JAX jits every step (Keras on JAX always does). The project's own dtype choice on this device would be {first['project_auto_policy']} (not measured here: float32 only).
 
 {_table(['backend', 'layout', 'processes', 'images/s (median)', 'per round', 'GFLOP/s', 'of peak', 'XLA', 'dtype', 'input', 'timed together'], rows)}
 
-JAX / TensorFlow: {ratios}. TensorFlow imported in a JAX process: **{'yes' if results['tensorflow_imported_in_jax'] else 'no'}**. Backend picked by `helpers.backend_choice.faster_backend` (one worker per core; JAX only if more than 5 % faster): {verdict}"""
+JAX / TensorFlow: {ratios}. TensorFlow imported in a JAX process: **{'yes' if results['tensorflow_imported_in_jax'] else 'no'}**. Backend picked by `helpers.run.backend_choice.faster_backend` (one worker per core; JAX only if more than 5 % faster): {verdict}"""
 
 
 def markdown(results: dict) -> str:
@@ -280,7 +280,7 @@ def main(argv=None) -> int:
         print(error, file=sys.stderr)
         return 1
     results["command"] = " ".join(["python -m benchmarks.backends", *(argv if argv is not None else sys.argv[1:])])
-    from helpers.paths import reports_dir
+    from helpers.runtime.paths import reports_dir
 
     out = reports_dir() if args.out is None else Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

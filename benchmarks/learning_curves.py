@@ -13,10 +13,10 @@ import json
 
 import numpy as np
 
-from helpers.data import load_mars
-from helpers.paths import reports_dir
-from helpers.profiles import get_profile
-from helpers.train import run
+from helpers.configs.profiles import get_profile
+from helpers.data.loading import load_mars
+from helpers.run.train import run
+from helpers.runtime.paths import reports_dir
 
 ROWS = ("Baseline", "Network 9")
 
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from helpers import plots
+    from helpers.study import plots
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, res in results.items():

@@ -1,9 +1,9 @@
-"""Inference and submission-writing speed: `helpers.inference` + `helpers.submission` against the plain way.
+"""Inference and submission-writing speed: `helpers.predict.inference` + `helpers.predict.submission` against the plain way.
 
-- ours: `helpers.inference.predict_labels` (argmax inside one compiled function, balanced batches chosen
+- ours: `helpers.predict.inference.predict_labels` (argmax inside one compiled function, balanced batches chosen
   per device, XLA per device); its one compilation is paid in a warm-up call on one batch and reported apart.
 - peer: `model.predict` (Keras' default batch of 32, no XLA) then `np.argmax` on the probabilities.
-- CSV: `helpers.submission.write_submission` on every row against pandas `DataFrame.to_csv` on a subset
+- CSV: `helpers.predict.submission.write_submission` on every row against pandas `DataFrame.to_csv` on a subset
   of rows, extrapolated linearly to the full count (pandas writes row after row at a steady rate).
 """
 import tempfile
@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.timing import time_calls
-from helpers.device import device_facts
-from helpers.inference import balanced_batches, choose_inference_settings, predict_labels
-from helpers.submission import write_submission
+from helpers.predict.inference import balanced_batches, choose_inference_settings, predict_labels
+from helpers.predict.submission import write_submission
+from helpers.runtime.device import device_facts
 
 
 def ours(model, images: np.ndarray, *, batch_size=None, jit_compile="auto") -> dict:

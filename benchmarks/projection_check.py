@@ -1,8 +1,8 @@
 """The projected time of a row's training against the measured one: `python -m benchmarks.projection_check [ROW ...]`.
 
-For each row, side by side in one run: `helpers.projection`'s figure for training it (one worker on every core,
+For each row, side by side in one run: `helpers.run.projection`'s figure for training it (one worker on every core,
 as on a machine where the pipeline uses one worker) and the wall time of the same training in a fresh process
-(`python -m helpers.train ROW`, a temporary reports folder), with their ratio. Run it on an idle machine. To
+(`python -m helpers.run.train ROW`, a temporary reports folder), with their ratio. Run it on an idle machine. To
 approximate the AVX2-only class on a newer CPU: `ONEDNN_MAX_CPU_ISA=AVX2 XLA_FLAGS=--xla_cpu_max_isa=AVX2`
 (float32, one worker). Writes `reports/projection_check.json`.
 """
@@ -17,17 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from helpers.data import load_mars
-from helpers.paths import REPO_ROOT, reports_dir
-from helpers.profiles import get_profile
-from helpers.projection import project
+from helpers.configs.profiles import get_profile
+from helpers.data.loading import load_mars
+from helpers.run.projection import project
+from helpers.runtime.paths import REPO_ROOT, reports_dir
 
 
 def measure(name: str, data_path: str, profile: str) -> dict:
-    """Wall seconds of `python -m helpers.train NAME` in a fresh process, and the record's own seconds."""
+    """Wall seconds of `python -m helpers.run.train NAME` in a fresh process, and the record's own seconds."""
     with tempfile.TemporaryDirectory(prefix="mars-projection-") as folder:
         started = time.perf_counter()
-        completed = subprocess.run([sys.executable, "-m", "helpers.train", name, "--profile", profile, "--data",
+        completed = subprocess.run([sys.executable, "-m", "helpers.run.train", name, "--profile", profile, "--data",
                                     data_path], env={**os.environ, "MARS_REPORTS": folder}, cwd=str(REPO_ROOT),
                                    capture_output=True, text=True)
         wall = time.perf_counter() - started

@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 
 from benchmarks import backends
-from helpers.flops import TRAINING_FACTOR
-from helpers.device import choose_settings
-from helpers.inference import BATCH_SIZES, choose_inference_settings
-from helpers.paths import reports_dir
+from helpers.model.flops import TRAINING_FACTOR
+from helpers.predict.inference import BATCH_SIZES, choose_inference_settings
+from helpers.runtime.device import choose_settings
+from helpers.runtime.paths import reports_dir
 
 TEST_SET_IMAGES = 10022
 TARGETS = {"training": 3.4, "network9_cost": 2.0, "prediction_and_csv": 3.0, "table1_minutes": 60}
@@ -68,7 +68,7 @@ def _prediction(results: dict) -> str:
         for way, run in runs.items():
             measured = run["items"] == TEST_SET_IMAGES
             seconds = run["seconds"] if measured else TEST_SET_IMAGES / run["per_second"]
-            rows.append([name, "ours (`helpers.inference`)" if way == "ours" else "peer (`model.predict` + argmax)",
+            rows.append([name, "ours (`helpers.predict.inference`)" if way == "ours" else "peer (`model.predict` + argmax)",
                          run["batch_size"], "on" if run["jit_compile"] else "off", run["items"],
                          f"{run['per_second']:.1f}", f"{seconds:.0f}" + ("" if measured else " (extrapolated)"),
                          f"{run['warmup_seconds']:.1f}", f"{run['per_second'] * flops / 1e9:.1f}", device])
@@ -81,7 +81,7 @@ def _prediction(results: dict) -> str:
 
     pandas_seconds = TEST_SET_IMAGES / csv["pandas"]["rows_per_second"]
     csv_table = _table(["writer", "rows timed", "rows/s", f"s for {TEST_SET_IMAGES} rows", "device"], [
-        ["ours (`helpers.submission.write_submission`)", csv["ours"]["rows"], f"{csv['ours']['rows_per_second']:.0f}",
+        ["ours (`helpers.predict.submission.write_submission`)", csv["ours"]["rows"], f"{csv['ours']['rows_per_second']:.0f}",
          f"{csv['ours']['seconds'] * TEST_SET_IMAGES / csv['ours']['rows']:.1f}", device],
         ["pandas `DataFrame(...).to_csv`", csv["pandas"]["rows"], f"{csv['pandas']['rows_per_second']:.0f}",
          f"{pandas_seconds:.0f} (extrapolated from {csv['pandas']['rows']} rows)", device]])
@@ -128,7 +128,7 @@ def _pipelines(results: dict) -> str:
     lines = []
     smoke = results.get("smoke_pipeline")
     if smoke:
-        lines.append(f"- Smoke pipeline (`python -m helpers.pipeline --profile smoke` on a synthetic set of "
+        lines.append(f"- Smoke pipeline (`python -m helpers.study.pipeline --profile smoke` on a synthetic set of "
                      f"{smoke['data']['n_train']} training / {smoke['data']['n_test']} test images, into a temp "
                      f"folder): **{smoke['seconds']:.0f} s** wall, exit code {smoke['returncode']}, peak memory "
                      f"{smoke['peak_memory_mb']:.0f} MiB, on "
@@ -190,15 +190,15 @@ Written by `{results['command']}` on {results['started_at']}, {results['seconds'
 
 **Device: {results['device']}.** Every figure below was measured on it, in one run. No GPU was lent to this task: **GPU figures: not measured.** On a shared virtual machine the same timing varies from run to run (the epoch seconds below show the spread within this run); read single figures and the ratios built on them with that in mind.
 
-Settings `helpers.device.configure` chose for this device: XLA {'on' if settings['jit_compile'] else 'off'}, dtype policy {settings['mixed_precision']}, intra-/inter-op threads {settings['intra_op_threads']}/{settings['inter_op_threads']}; `helpers.inference` chooses batch {BATCH_SIZES[settings['device_type']]} with XLA {'on' if inference_xla else 'off'}. Inputs are synthetic images of the real shape (64×128) for full-width models; speed does not depend on the pixel values.
+Settings `helpers.runtime.device.configure` chose for this device: XLA {'on' if settings['jit_compile'] else 'off'}, dtype policy {settings['mixed_precision']}, intra-/inter-op threads {settings['intra_op_threads']}/{settings['inter_op_threads']}; `helpers.predict.inference` chooses batch {BATCH_SIZES[settings['device_type']]} with XLA {'on' if inference_xla else 'off'}. Inputs are synthetic images of the real shape (64×128) for full-width models; speed does not depend on the pixel values.
 
 ## Device peak and work per image
 
-Measured float32 peak: **{results['peak_gflops']:.0f} GFLOP/s**, the better of two 4096×4096 matmuls (best of 3): numpy's BLAS {results['matmul_gflops']['numpy']:.0f} GFLOP/s, TensorFlow's own CPU matmul {results['matmul_gflops']['tensorflow']:.0f} GFLOP/s; TensorFlow's bfloat16 matmul: {results['matmul_gflops'].get('tensorflow_bfloat16', float('nan')):.0f} GFLOP/s. Forward GFLOP per image (Conv2D and Dense multiply-adds × 2, `helpers/flops.py`): {flops}; a training step costs about {TRAINING_FACTOR}× the forward pass.
+Measured float32 peak: **{results['peak_gflops']:.0f} GFLOP/s**, the better of two 4096×4096 matmuls (best of 3): numpy's BLAS {results['matmul_gflops']['numpy']:.0f} GFLOP/s, TensorFlow's own CPU matmul {results['matmul_gflops']['tensorflow']:.0f} GFLOP/s; TensorFlow's bfloat16 matmul: {results['matmul_gflops'].get('tensorflow_bfloat16', float('nan')):.0f} GFLOP/s. Forward GFLOP per image (Conv2D and Dense multiply-adds × 2, `helpers/model/flops.py`): {flops}; a training step costs about {TRAINING_FACTOR}× the forward pass.
 
 ## Training throughput (the project's pipeline against the plain peer way, same process)
 
-Same model (the default profile's width), loss, optimizer, metrics and batch both ways; *ours* = the very path `helpers.train.run` trains with (`train.plan` → `train.build` → `train.fit`: tf.data input, `helpers.device.strategy()`'s scope, the dtype and XLA choice of `configure`, the run's callbacks); *peer* = float32, numpy arrays into `model.fit`, `jit_compile=False`. Images/s of one epoch, median over the epochs after the first (the warm-up, with tracing and compilation). Both share the process and its thread pools (TensorFlow sizes its default pools by the schedulable CPUs, 2 here, as `configure` does).
+Same model (the default profile's width), loss, optimizer, metrics and batch both ways; *ours* = the very path `helpers.run.train.run` trains with (`train.plan` → `train.build` → `train.fit`: tf.data input, `helpers.runtime.device.strategy()`'s scope, the dtype and XLA choice of `configure`, the run's callbacks); *peer* = float32, numpy arrays into `model.fit`, `jit_compile=False`. Images/s of one epoch, median over the epochs after the first (the warm-up, with tracing and compilation). Both share the process and its thread pools (TensorFlow sizes its default pools by the schedulable CPUs, 2 here, as `configure` does).
 
 {_training(results)}
 
@@ -220,8 +220,8 @@ Same model (the default profile's width), loss, optimizer, metrics and batch bot
 
 ## Beyond one device
 
-The training path above runs inside `helpers.device.strategy()`: the default strategy here (one CPU),
-MirroredStrategy over several GPUs or over CPUs split with `helpers.device.split_cpu`, TPUStrategy on a
+The training path above runs inside `helpers.runtime.device.strategy()`: the default strategy here (one CPU),
+MirroredStrategy over several GPUs or over CPUs split with `helpers.runtime.device.split_cpu`, TPUStrategy on a
 TPU. `configure` turns XLA off under a multi-device strategy (Keras cannot compile across replicas).
 A mirrored training step on 2 logical CPUs is exercised by `tests/test_device.py`; no multi-device
 throughput was measured (one CPU device, no accelerator lent).

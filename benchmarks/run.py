@@ -8,7 +8,7 @@
 `python -m benchmarks.backends`, here its figures go into bench.md and bench.json). `--with-pipeline` adds the smoke
 pipeline's wall time (about 5 more minutes there, so it is optional). `--fast` shrinks every image count and
 repeat to check the script in a few minutes (its figures mean little). The other flags turn the per-device
-choices of `helpers.device.configure` off one by one, to measure what each is worth.
+choices of `helpers.runtime.device.configure` off one by one, to measure what each is worth.
 """
 from __future__ import annotations
 
@@ -25,12 +25,13 @@ import tensorflow as tf
 
 from benchmarks import backends, prediction, report, timing, training
 from benchmarks.smoke_pipeline import smoke_pipeline_seconds
-from helpers import dataset, flops, synthetic
-from helpers.device import configure
-from helpers.experiments import resolve
-from helpers.models import build_model
-from helpers.paths import reports_dir
-from helpers.profiles import get_profile
+from helpers.configs.experiments import resolve
+from helpers.configs.profiles import get_profile
+from helpers.data import dataset, synthetic
+from helpers.model import flops
+from helpers.model.models import build_model
+from helpers.runtime.device import configure
+from helpers.runtime.paths import reports_dir
 
 FULL = {
     "train": {"Baseline": {"images": 512, "batch_size": 32, "repeats": 3},
@@ -60,7 +61,7 @@ def _training_data(n: int):
 def _benchmark_training(sizes, settings, results, device):
     """Each entry of `sizes["train"]` at the default profile's width: ours, peer, and for the Baseline ours with
     the other dtype/XLA choice (float32 + XLA where the device picked bfloat16, else without XLA) and with
-    tf.data's autotuner on (`helpers.dataset.TF_DATA_AUTOTUNE`)."""
+    tf.data's autotuner on (`helpers.data.dataset.TF_DATA_AUTOTUNE`)."""
     results["training"] = {}
     for name, size in sizes["train"].items():
         images, masks = _training_data(size["images"])

@@ -1,6 +1,6 @@
 """Wall time and peak memory of the whole notebook pipeline in the smoke profile, on a small synthetic set.
 
-Runs `python -m helpers.pipeline --profile smoke --data <synthetic.npz> --out <temp>` as a child process
+Runs `python -m helpers.study.pipeline --profile smoke --data <synthetic.npz> --out <temp>` as a child process
 (with `MARS_DATA_DIR` in the temp folder too, so nothing touches the repository's data/ or reports/). The
 data set has the size the test suite uses (300 training, 48 test images); generating it is not timed.
 
@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from helpers import synthetic
+from helpers.data import synthetic
 
 SIZE = {"n_train": 300, "n_test": 48, "seed": 3}
 
@@ -34,7 +34,7 @@ def smoke_pipeline_seconds(timeout: float = 900) -> dict:
         env = {**os.environ, "MARS_DATA_DIR": str(folder / "data"), "MARS_REPORTS": str(folder / "reports"),
                "MARS_KAGGLE_INPUT": str(folder / "no-kaggle-input"), "TF_CPP_MIN_LOG_LEVEL": "2"}
         peak_file = folder / "peak_kib.txt"
-        command = [sys.executable, "-c", _LAUNCHER, str(peak_file), sys.executable, "-m", "helpers.pipeline",
+        command = [sys.executable, "-c", _LAUNCHER, str(peak_file), sys.executable, "-m", "helpers.study.pipeline",
                    "--profile", "smoke", "--data", str(data), "--out", str(folder / "reports")]
         started = time.perf_counter()
         completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)

@@ -30,13 +30,13 @@ def main(argv=None) -> int:
 
     import keras
 
-    from helpers import experiments
-    from helpers.data import load_mars
-    from helpers.dataset import make_dataset
-    from helpers.losses import combined_loss
-    from helpers.metrics import training_metrics
-    from helpers.models import build_model
-    from helpers.profiles import get_profile
+    from helpers.configs import experiments
+    from helpers.data.loading import load_mars
+    from helpers.data.dataset import make_dataset
+    from helpers.model.losses import combined_loss
+    from helpers.model.metrics import training_metrics
+    from helpers.model.models import build_model
+    from helpers.configs.profiles import get_profile
 
     keras.mixed_precision.set_global_policy(args.policy)
     data = load_mars()

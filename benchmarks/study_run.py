@@ -4,7 +4,7 @@ image has no TensorFlow): train every run of a profile, write Table 1 and a spee
     KERAS_BACKEND=jax python -m benchmarks.study_run [--profile default] [--seeds 1] [--notebooks 02 05]
                                                     [--data PATH] [--out DIR] [--workers N]
 
-It trains what `make table1` trains (`helpers.train`'s `--all`, one worker per GPU by default) into `--out`
+It trains what `make table1` trains (`helpers.run.train`'s `--all`, one worker per GPU by default) into `--out`
 (default reports/study_run/), then writes `table1.md` there and `study_run.json` / `study_run.md`: the device, the
 backend and versions, the wall time, and per run its images seen, training seconds and images per second. The
 rate is a run's optimizer images over its whole `fit` (validation and XLA compilation included), so a short run
@@ -62,19 +62,20 @@ def main(argv=None) -> int:
     if args.seeds < 1 or (args.workers is not None and args.workers < 1):
         parser.error("--seeds and --workers must be at least 1")
     started = time.perf_counter()
-    from helpers.paths import reports_dir
+    from helpers.runtime.paths import reports_dir
 
     out = Path(args.out or reports_dir() / "study_run").resolve()
     if out.is_file():
         parser.error(f"--out {out} is a file, not a folder")
     os.environ["MARS_REPORTS"] = str(out)  # the worker processes' reports folder (process boundary)
-    from helpers import experiments, train
-    from helpers.data import load_mars
-    from helpers.device import describe_device
-    from helpers.backend_choice import default_workers
-    from helpers.profiles import get_profile
-    from helpers.records import all_records, write_json_atomic
-    from helpers.table import write_table
+    from helpers.configs import experiments
+    from helpers.run import train
+    from helpers.data.loading import load_mars
+    from helpers.runtime.device import describe_device
+    from helpers.run.backend_choice import default_workers
+    from helpers.configs.profiles import get_profile
+    from helpers.run.records import all_records, write_json_atomic
+    from helpers.study.table import write_table
 
     try:
         get_profile(args.profile)

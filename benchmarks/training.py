@@ -1,8 +1,8 @@
 """Training throughput of Table 1 entries: the project's own training path against the plain way peers train.
 
-- ours: exactly what `helpers.train.run` does — `train.plan` → `train.build` (tf.data input, the model built
-  and compiled inside `helpers.device.strategy()`, the per-device dtype and XLA choice of
-  `helpers.device.configure`, the run's callbacks) → `train.fit` — on the profile's width and batch;
+- ours: exactly what `helpers.run.train.run` does — `train.plan` → `train.build` (tf.data input, the model built
+  and compiled inside `helpers.runtime.device.strategy()`, the per-device dtype and XLA choice of
+  `helpers.runtime.device.configure`, the run's callbacks) → `train.fit` — on the profile's width and batch;
 - peer: the same model, loss, optimizer and metrics at the same width and batch, in float32 without XLA,
   with numpy arrays into `model.fit` (Keras's defaults otherwise).
 Throughput is images per second of an epoch, the median over the epochs after the first (the warm-up, which
@@ -18,13 +18,13 @@ import keras
 import numpy as np
 
 from benchmarks.timing import EpochTimer, rate
-from helpers import train
-from helpers.data import DataSource, MarsData
-from helpers.losses import class_weights_from_masks, combined_loss
-from helpers.metrics import training_metrics
-from helpers.models import build_model
-from helpers.optim import make_optimizer
-from helpers.profiles import get_profile
+from helpers.configs.profiles import get_profile
+from helpers.data.loading import DataSource, MarsData
+from helpers.model.losses import class_weights_from_masks, combined_loss
+from helpers.model.metrics import training_metrics
+from helpers.model.models import build_model
+from helpers.model.optim import make_optimizer
+from helpers.run import train
 
 
 def bench_profile(batch_size: int, epochs: int) -> dict:
@@ -34,7 +34,7 @@ def bench_profile(batch_size: int, epochs: int) -> dict:
 
 
 def ours(name: str, images: np.ndarray, masks: np.ndarray, *, batch_size: int, repeats: int, device: dict) -> dict:
-    """Images/s of `helpers.train`'s own path for entry `name` (plan → build → fit), `device` from `configure`."""
+    """Images/s of `helpers.run.train`'s own path for entry `name` (plan → build → fit), `device` from `configure`."""
     profile = bench_profile(batch_size, 1 + repeats)
     data = MarsData(train_images=images, train_masks=masks, test_images=images[:1],
                     source=DataSource(kind="benchmark", path="", fingerprint="bench", labels_path=None,

@@ -1,10 +1,13 @@
 """Reusable code of the Mars terrain segmentation study (see README.md).
 
-Importing the package does not import TensorFlow: the plain-data modules (`experiments`, `profiles`, `records`,
-`table`...) load without it. The first import of TensorFlow, from whichever module, runs with its C++ start-up
-lines held back (`held_stderr`). The custom Keras layers and losses register when `helpers.layers` and
-`helpers.losses` are imported (any module that builds a model does); `helpers.models.load_model(path)` reloads
-a saved `.keras` model with them.
+Its subpackages are its layers, each importing only those before it: `configs` (plain data), `runtime`, `data`,
+`model`, `predict`, `run`, `study`, and `kaggle` (README, "Code").
+
+Importing the package does not import TensorFlow: the plain-data modules (`configs`, `run.records`, `study.table`...)
+load without it. The first import of TensorFlow, from whichever module, runs with its C++ start-up lines held back
+(`held_stderr`). The custom Keras layers and losses register when `helpers.model.layers` and `helpers.model.losses`
+are imported (any module that builds a model does); `helpers.model.models.load_model(path)` reloads a saved `.keras`
+model with them.
 """
 import contextlib
 import importlib.abc
@@ -18,10 +21,10 @@ __version__ = "0.1.0"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if "tensorflow" not in sys.modules:  # TensorFlow reads its oneDNN switch once, at start: only before it counts
-    from helpers.cpu import ONEDNN_SWITCH, onednn_switch_default
+    from helpers.runtime.cpu import ONEDNN_SWITCH, onednn_switch_default
 
     if ONEDNN_SWITCH not in os.environ and onednn_switch_default():
-        os.environ[ONEDNN_SWITCH] = onednn_switch_default()  # oneDNN on AVX2-only CPUs too (helpers.cpu)
+        os.environ[ONEDNN_SWITCH] = onednn_switch_default()  # oneDNN on AVX2-only CPUs too (helpers.runtime.cpu)
 
 
 @contextlib.contextmanager

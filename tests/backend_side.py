@@ -47,10 +47,10 @@ def _train_one_step(row: str, data, initial, jit_compile: bool) -> dict:
     import keras
     import numpy as np
 
-    from helpers.experiments import resolve
-    from helpers.losses import class_weights_from_masks, combined_loss
-    from helpers.models import build_model
-    from helpers.optim import make_optimizer
+    from helpers.configs.experiments import resolve
+    from helpers.model.losses import class_weights_from_masks, combined_loss
+    from helpers.model.models import build_model
+    from helpers.model.optim import make_optimizer
 
     settings = resolve(row)
     keras.utils.set_random_seed(0)
@@ -82,7 +82,7 @@ def _dynamic_weights_reach_the_step(step: dict, data) -> dict:
     import keras
     import numpy as np
 
-    from helpers.callbacks import DynamicLossWeights
+    from helpers.model.callbacks import DynamicLossWeights
 
     model, loss = step["model"], step["loss"]
     x, y, w = data["train_images"], data["train_labels"], step["sample_weight"]
@@ -99,8 +99,8 @@ def _dynamic_weights_reach_the_step(step: dict, data) -> dict:
 
 
 def _fit_on_the_pipeline(model, data) -> dict:
-    """One `fit` step on what `helpers.dataset.make_dataset` gives this backend (numpy batches on JAX)."""
-    from helpers.dataset import make_dataset
+    """One `fit` step on what `helpers.data.dataset.make_dataset` gives this backend (numpy batches on JAX)."""
+    from helpers.data.dataset import make_dataset
 
     dataset = make_dataset(data["train_images"][..., 0], data["train_labels"], batch_size=8, shuffle=True,
                            repeat=True, class_weights=[0.5, 1.0, 2.0, 3.0, 10.0])
@@ -123,10 +123,12 @@ def main(argv=None) -> int:
     import numpy as np
 
     import helpers  # noqa: F401
-    from helpers import backend, callbacks, ensemble, inference, metrics, optim, pseudo_labels, tta  # noqa: F401
-    from helpers.experiments import FINAL_MIX
-    from helpers.layers import FEATURE_CHANNELS, FeatureChannels
-    from helpers.losses import class_weights_from_masks, combined_loss
+    from helpers.runtime import backend  # noqa: F401
+    from helpers.model import callbacks, metrics, optim
+    from helpers.predict import ensemble, inference, decoding, tta
+    from helpers.configs.experiments import FINAL_MIX
+    from helpers.model.layers import FEATURE_CHANNELS, FeatureChannels
+    from helpers.model.losses import class_weights_from_masks, combined_loss
 
     data = dict(np.load(args.inputs))
     ops = keras.ops

@@ -43,7 +43,7 @@ def competition_file(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _global_dtype_policy():
-    """Each test starts from the dtype policy the one before it found: `helpers.device.configure` sets the global
+    """Each test starts from the dtype policy the one before it found: `helpers.runtime.device.configure` sets the global
     policy (mixed_bfloat16 on CPUs where it pays), which would otherwise reach every later test's models."""
     import keras
 
@@ -76,8 +76,8 @@ SMOKE_SIZE = {"n_train": 300, "n_test": 48, "seed": 3}  # 300 training images ho
 @pytest.fixture(scope="session")
 def smoke_data():
     """A small synthetic data set (with hidden test labels) shared by the training and pipeline tests."""
-    from helpers import synthetic
-    from helpers.data import load_mars
+    from helpers.data import synthetic
+    from helpers.data.loading import load_mars
 
     path = _SESSION_ROOT / "smoke" / "smoke_mars.npz"
     if not path.exists():
@@ -88,8 +88,8 @@ def smoke_data():
 @pytest.fixture(scope="session")
 def smoke_records(smoke_data):
     """Every Table 1 entry trained once in the smoke profile (records land in the session's reports/)."""
-    from helpers.experiments import TABLE1
-    from helpers.train import run
+    from helpers.configs.experiments import TABLE1
+    from helpers.run.train import run
 
     return {name: run(name, smoke_data, "smoke", 0, verbose=0) for name in TABLE1}
 

@@ -6,8 +6,8 @@
 A CASE is a Table 1 entry ("Baseline"), or "MODEL_ROW:LOSS_ROW" for one entry's model and optimizer with another's
 loss ("Baseline:Final Model"). With TensorFlow unimportable (`backend_side._NoTensorFlow`), builds each case's model
 at `backend_side.WIDTH`, its combined loss and its optimizer (`backend_side.STEP_LR`, `backend_side.ADAM_EPSILON`)
-under the process-wide distribution `helpers.device.configure` sets (as `helpers.train` does), and trains `--steps`
-steps with `model.fit` on one fixed batch of 8 images with per-pixel sample weights. Writes to OUT.npz the devices JAX saw, the mesh of `helpers.backend.data_parallel()`,
+under the process-wide distribution `helpers.runtime.device.configure` sets (as `helpers.run.train` does), and trains `--steps`
+steps with `model.fit` on one fixed batch of 8 images with per-pixel sample weights. Writes to OUT.npz the devices JAX saw, the mesh of `helpers.runtime.backend.data_parallel()`,
 how the variables and the batch were laid out over the devices, the loss of every step, and the initial and final
 weights (BatchNorm moving statistics included), under keys `<CASE>/...`. With `--weights-from` each model starts
 from the initial weights another side saved (`<CASE>/initial/<i>`) instead of its own initialisation.
@@ -49,10 +49,10 @@ def _train(case: str, images, labels, initial, steps: int) -> dict:
     import keras
     import numpy as np
 
-    from helpers.experiments import resolve
-    from helpers.losses import class_weights_from_masks, combined_loss
-    from helpers.models import build_model
-    from helpers.optim import make_optimizer
+    from helpers.configs.experiments import resolve
+    from helpers.model.losses import class_weights_from_masks, combined_loss
+    from helpers.model.models import build_model
+    from helpers.model.optim import make_optimizer
 
     model_row, loss_row = _rows(case)
     settings = resolve(model_row)
@@ -107,8 +107,8 @@ def main(argv=None) -> int:
 
     import keras
 
-    from helpers import backend
-    from helpers.device import configure
+    from helpers.runtime import backend
+    from helpers.runtime.device import configure
 
     configure(threads=False, mixed_precision=False)  # as a training run: JAX's data parallelism process-wide
     distribution = keras.distribution.distribution()

@@ -1,4 +1,4 @@
-"""helpers.aliens (shared-mask outliers) and helpers.splits (the report's stored splits)."""
+"""helpers.data.aliens (shared-mask outliers) and helpers.data.splits (the report's stored splits)."""
 import json
 import warnings
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import make_competition_arrays
-from helpers.aliens import AmbiguousAliensWarning, find_aliens, known_alien_mask, mask_groups, remove_aliens
-from helpers.data import read_competition_file
-from helpers.splits import make_split, split_arrays, split_path
+from helpers.data.aliens import AmbiguousAliensWarning, find_aliens, known_alien_mask, mask_groups, remove_aliens
+from helpers.data.loading import read_competition_file
+from helpers.data.splits import make_split, split_arrays, split_path
 
 
 def _masks():
@@ -144,7 +144,7 @@ def test_comparable_large_groups_are_never_removed_silently(sizes):
 
 
 def test_the_synthetic_data_loses_exactly_its_aliens_without_warning():
-    from helpers import synthetic
+    from helpers.data import synthetic
 
     data = synthetic.generate(n_train=300, n_test=2, seed=3)  # 12 aliens, legitimate repeats < 10
     masks = data["training_set"][:, 1]
@@ -198,7 +198,7 @@ def test_report_split_sizes_and_storage(isolated_dirs, competition_file):
 
 
 def test_split_sizes_match_the_report_for_the_real_counts():
-    from helpers.splits import compute_split
+    from helpers.data.splits import compute_split
 
     assert [len(p) for p in compute_split(2505, np.arange(2505))] == [2028, 226, 251]
     assert [len(p) for p in compute_split(2615, np.arange(2615))] == [2117, 236, 262]

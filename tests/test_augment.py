@@ -1,4 +1,4 @@
-"""helpers.augment: geometric augmentation against np.flip and hand-built images, blending against
+"""helpers.data.augment: geometric augmentation against np.flip and hand-built images, blending against
 hand-built reference masks and plain copies."""
 import json
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers.augment import blend_big_rocks, geometric_augmenter
-from helpers.constants import BIG_ROCK
+from helpers.configs.constants import BIG_ROCK
+from helpers.data.augment import blend_big_rocks, geometric_augmenter
 
 H, W = 64, 128
 

@@ -1,11 +1,11 @@
-"""`helpers.backend_choice.choose`: the Keras backend a pipeline trains with, decided before Keras starts. The
+"""`helpers.run.backend_choice.choose`: the Keras backend a pipeline trains with, decided before Keras starts. The
 speed probes are replaced by hand-made figures (the real probe is tested in test_projection.py)."""
 import json
 import sys
 
 import pytest
 
-from helpers import backend_choice
+from helpers.run import backend_choice
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def before_keras(monkeypatch):
         rate = {("tensorflow", 1): 130.0, ("tensorflow", 2): 66.0, ("jax", 2): 60.0}[engine, workers]
         return {"images_per_second": rate, "startup_seconds": 5.0, "mixed_precision": "float32", "jit_compile": True}
 
-    monkeypatch.setattr("helpers.projection.probe_like_a_worker", probe)
+    monkeypatch.setattr("helpers.run.projection.probe_like_a_worker", probe)
     return probed
 
 
@@ -47,7 +47,7 @@ def test_the_probe_compares_each_backend_in_its_own_layout_and_the_choice_is_kep
 
 def test_another_layout_or_jax_wins_only_beyond_the_margin(before_keras, tmp_path, monkeypatch):
     rates = {("tensorflow", 1): 100.0, ("tensorflow", 2): 53.0, ("jax", 2): 50.0}
-    monkeypatch.setattr("helpers.projection.probe_like_a_worker",
+    monkeypatch.setattr("helpers.run.projection.probe_like_a_worker",
                         lambda profile, workers, engine: {"images_per_second": rates[engine, workers],
                                                           "startup_seconds": 1.0})
     choice = backend_choice.choose("default", tmp_path)  # TF on one core each: 106 against 100, 6 % faster
@@ -76,7 +76,7 @@ def test_a_failed_probe_or_a_single_install_leaves_the_other(before_keras, tmp_p
             raise RuntimeError("the speed probe failed: boom")
         return {"images_per_second": 10.0, "startup_seconds": 1.0}
 
-    monkeypatch.setattr("helpers.projection.probe_like_a_worker", probe)
+    monkeypatch.setattr("helpers.run.projection.probe_like_a_worker", probe)
     choice = backend_choice.choose("default", tmp_path)
     assert choice["backend"] == "tensorflow" and "the jax probe failed" in choice["why"] and choice["workers"] == 2
     monkeypatch.setattr(backend_choice, "installed", lambda: ["jax"])

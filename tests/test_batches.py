@@ -1,9 +1,9 @@
-"""helpers.batches: the numpy pipeline Keras on JAX trains from gives tf.data's batches (make_dataset, TensorFlow)."""
+"""helpers.data.batches: the numpy pipeline Keras on JAX trains from gives tf.data's batches (make_dataset, TensorFlow)."""
 import numpy as np
 import pytest
 
-from helpers.batches import ArrayBatches
-from helpers.dataset import make_dataset, validate_images_and_masks
+from helpers.data.batches import ArrayBatches
+from helpers.data.dataset import make_dataset, validate_images_and_masks
 
 WEIGHTS = np.array([0.5, 1.0, 2.0, 3.0, 10.0], np.float32)
 

@@ -1,4 +1,4 @@
-"""`benchmarks.backends` (TensorFlow against JAX) and `helpers.backend_choice.faster_backend`: the pure parts on hand-made
+"""`benchmarks.backends` (TensorFlow against JAX) and `helpers.run.backend_choice.faster_backend`: the pure parts on hand-made
 inputs (child environments, run order, summary, report, the rule), the command line's one-line errors, and one
 tiny training child per backend (slow: two fresh processes, about a minute on 2 cores)."""
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from benchmarks import backends
-from helpers.backend_choice import faster_backend
+from helpers.run.backend_choice import faster_backend
 from conftest import run_module
 
 def test_child_env_sets_or_removes_the_isa_caps():
@@ -88,7 +88,7 @@ def test_markdown_has_a_row_per_backend_and_layout_the_ratios_and_the_rule():
     assert len(table) == 4
     assert "| 13.00 | 12.00, 14.00 | 39.0 | 39.0% |" in text
     assert "**1.75×**" in text and "**0.77×**" in text
-    assert "picked by `helpers.backend_choice.faster_backend`" in text and "**tensorflow**." in text
+    assert "picked by `helpers.run.backend_choice.faster_backend`" in text and "**tensorflow**." in text
     assert "ONEDNN_MAX_CPU_ISA=AVX2" in text and "cpu_class`: AVX2 only" in text
     assert "--fast" not in text
     fast = backends.markdown({**results, "fast": True})
@@ -163,7 +163,7 @@ def test_one_tiny_training_child_per_backend(tmp_path):
         assert result["backend"] == backend and result["affinity"] == [cores[i % len(cores)]]
         assert result["cores_visible"] == 1
         assert result["per_second"] > 0 and len(result["seconds"]) == 2 and result["items"] == 4
-        # one core: XLA unless TensorFlow runs oneDNN's kernels (helpers.device)
+        # one core: XLA unless TensorFlow runs oneDNN's kernels (helpers.runtime.device)
         assert result["dtype_policy"] == "float32" and result["jit_compile"] is not result["onednn"]
         assert result["input_pipeline"] == ("tf.data" if backend == "tensorflow" else "ArrayBatches")
         assert result["forward_flops"] > 0 and result["timed_window"]["end"] >= result["timed_window"]["start"]

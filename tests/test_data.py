@@ -1,10 +1,10 @@
-"""helpers.data: search order, conversion, fingerprint, validation errors and the inspect CLI."""
+"""helpers.data.loading: search order, conversion, fingerprint, validation errors and the inspect CLI."""
 import numpy as np
 import pytest
 
 from conftest import make_competition_arrays, run_module
-from helpers import data as mdata
-from helpers.data import DataError, load_mars, read_competition_file
+from helpers.data import loading as mdata
+from helpers.data.loading import DataError, load_mars, read_competition_file
 
 
 def test_reads_competition_layout_as_float32_and_uint8(competition_file):
@@ -52,7 +52,7 @@ def test_search_order(isolated_dirs, monkeypatch):
 
 
 def test_synthetic_default_is_generated_once_then_reused(isolated_dirs, monkeypatch):
-    from helpers import synthetic
+    from helpers.data import synthetic
 
     calls = []
     real_write = synthetic.write
@@ -144,7 +144,7 @@ def test_error_names_the_problem(tmp_path, name, expected):
 def test_inspect_cli_counts_and_finds_shared_masks(competition_file):
     training_set, _ = make_competition_arrays()
     masks = training_set[:, 1].astype(np.uint8)
-    result = run_module("helpers.data", "inspect", str(competition_file))
+    result = run_module("helpers.data.loading", "inspect", str(competition_file))
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "training images: 40   test images: 12" in out
@@ -158,7 +158,7 @@ def test_inspect_cli_counts_and_finds_shared_masks(competition_file):
 def test_inspect_cli_rejects_bad_file_with_exit_2(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_text("garbage")
-    result = run_module("helpers.data", "inspect", str(bad))
+    result = run_module("helpers.data.loading", "inspect", str(bad))
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
@@ -181,7 +181,7 @@ def _mixed(tmp_path, part):
 ])
 def test_mixed_scale_files_are_refused_naming_the_counts(tmp_path, part, expected):
     path = _mixed(tmp_path, part)
-    result = run_module("helpers.data", "inspect", str(path))
+    result = run_module("helpers.data.loading", "inspect", str(path))
     assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
 
@@ -205,9 +205,9 @@ def _renamed_npy(tmp_path):
 
 def test_a_plain_npy_is_refused_in_one_line_by_inspect_train_and_pipeline(tmp_path):
     for path in _renamed_npy(tmp_path):
-        for command in (("helpers.data", "inspect", str(path)),
-                        ("helpers.train", "Baseline", "--profile", "smoke", "--data", str(path)),
-                        ("helpers.pipeline", "--profile", "smoke", "--data", str(path), "--out", str(tmp_path / "o"))):
+        for command in (("helpers.data.loading", "inspect", str(path)),
+                        ("helpers.run.train", "Baseline", "--profile", "smoke", "--data", str(path)),
+                        ("helpers.study.pipeline", "--profile", "smoke", "--data", str(path), "--out", str(tmp_path / "o"))):
             result = run_module(*command)
             assert result.returncode == 2, (command, result.stderr[-2000:])
             assert "Traceback" not in result.stderr, (command, result.stderr[-2000:])

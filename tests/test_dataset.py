@@ -1,4 +1,4 @@
-"""helpers.dataset and helpers.determinism: batches, weights and order against numpy references;
+"""helpers.data.dataset and helpers.runtime.determinism: batches, weights and order against numpy references;
 bit-identical training reruns in fresh processes."""
 import subprocess
 import sys
@@ -7,8 +7,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from helpers.augment import geometric_augmenter
-from helpers.dataset import make_dataset, make_predict_dataset
+from helpers.data.augment import geometric_augmenter
+from helpers.data.dataset import make_dataset, make_predict_dataset
 
 H, W = 64, 128
 CLASS_WEIGHTS = np.array([0.0, 1.0, 2.5, 0.5, 14.0], np.float32)
@@ -114,7 +114,7 @@ DETERMINISM_SCRIPT = textwrap.dedent(
     if sys.argv[1] == "late":  # TensorFlow already running before set_determinism
         import tensorflow as tf
         tf.constant(1.0) + 1.0
-    from helpers.determinism import set_determinism
+    from helpers.runtime.determinism import set_determinism
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         print("IN_FORCE", set_determinism(0))
@@ -125,8 +125,8 @@ DETERMINISM_SCRIPT = textwrap.dedent(
         sys.exit()
     import keras
     import numpy as np
-    from helpers.augment import geometric_augmenter
-    from helpers.dataset import make_dataset
+    from helpers.data.augment import geometric_augmenter
+    from helpers.data.dataset import make_dataset
 
     rng = np.random.default_rng(0)
     images = rng.random((16, 64, 128), dtype=np.float32)

@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 
-from helpers import cpu
-from helpers.device import choose_settings, device_facts, visible_cores
+from helpers.runtime import cpu
+from helpers.runtime.device import choose_settings, device_facts, visible_cores
 
 CPU = {"device_type": "cpu", "backend": "tensorflow", "gpus": [], "tpu_cores": 0, "cores": 6, "cpu_model": "Test CPU", "replicas": 1,
        "op_determinism": False}
@@ -85,7 +85,7 @@ def test_bad_flags_are_rejected(flags):
 FRESH_PROCESS = """
     import json, warnings
     import numpy as np, keras, tensorflow as tf
-    from helpers import device
+    from helpers.runtime import device
     threading = tf.config.threading
     result = {"off": device.configure(xla=False, mixed_precision=False, threads=False)}
     result["off_state"] = [threading.get_intra_op_parallelism_threads(), keras.mixed_precision.global_policy().name]
@@ -140,7 +140,7 @@ def test_configure_applies_its_choices_on_this_cpu_machine(fresh_process):
     auto = result["auto"]
     assert auto["device_type"] == "cpu" and auto["device"] == result["describe"]
     assert auto["device"].startswith(f"CPU: {cores} cores, ")
-    # AMX bfloat16 CPUs train in bfloat16 without XLA, others in float32 with XLA (helpers.device).
+    # AMX bfloat16 CPUs train in bfloat16 without XLA, others in float32 with XLA (helpers.runtime.device).
     policy = "mixed_bfloat16" if device_facts()["cpu_amx_bf16"] else "float32"
     assert auto["replicas"] == 1 and auto["jit_compile"] is (policy == "float32") and auto["mixed_precision"] == policy
     assert auto["intra_op_threads"] == cores and auto["inter_op_threads"] == min(2, cores)
@@ -175,7 +175,7 @@ def test_strategy_summary_names_devices_strategy_replicas_and_policy(fresh_proce
 
 
 def test_a_gpu_tensorflow_cannot_see_is_said_once(monkeypatch):
-    from helpers import device
+    from helpers.runtime import device
 
     monkeypatch.setattr(device, "nvidia_gpu_present", lambda: True)
     monkeypatch.setattr(device, "device_facts", lambda: {**CPU, "cpu_amx_bf16": False})
@@ -192,7 +192,8 @@ def test_avx512_bf16_trains_in_bfloat16_only_in_a_one_core_process():
 
 
 def test_pipeline_uses_one_worker_per_core_only_where_one_core_workers_train_in_bfloat16(monkeypatch):
-    from helpers import backend_choice, device
+    from helpers.run import backend_choice
+    from helpers.runtime import device
 
     for flags, expected in (({"cpu_avx512_bf16": True}, 6), ({"cpu_amx_bf16": True}, 6), ({}, 1)):
         monkeypatch.setattr(device, "device_facts", lambda flags=flags: {**CPU, **flags})
@@ -204,7 +205,7 @@ def test_pipeline_uses_one_worker_per_core_only_where_one_core_workers_train_in_
 def test_onednn_isa_cap_hides_the_bfloat16_kernels_it_forbids(monkeypatch):
     """ONEDNN_MAX_CPU_ISA=AVX2 (the AVX2-only class approximated on a newer CPU) means float32 and one
     worker, as on that class; AVX512_CORE_BF16 keeps AVX512-BF16 but not AMX; unset keeps whatever the CPU has."""
-    from helpers import device
+    from helpers.runtime import device
 
     monkeypatch.setattr(cpu, "cpu_has_flag", lambda flag: True)
     for cap, amx, bf16, named in (("AVX2", False, False, "AVX2 only"), ("avx512_core_bf16", False, True, "AVX512-BF16"),
@@ -267,7 +268,7 @@ def test_importing_helpers_starts_tensorflow_with_onednn_unless_told_otherwise(s
     code = textwrap.dedent("""
         import json, os
         import helpers
-        from helpers import cpu
+        from helpers.runtime import cpu
         import tensorflow as tf
         from tensorflow.python.util import _pywrap_util_port
         print(json.dumps([os.environ.get(cpu.ONEDNN_SWITCH), _pywrap_util_port.IsMklEnabled(),

@@ -15,14 +15,14 @@ pytestmark = pytest.mark.slow
 ONE_STEP = """
 import json, sys
 import numpy as np
-from helpers import device
+from helpers.runtime import device
 devices = int(sys.argv[1])
 if devices > 1:
     device.split_cpu(devices)
 import keras, tensorflow as tf
-from helpers.losses import FINAL_MIX, combined_loss
-from helpers.models import build_model
-from helpers.train import schedule_lengths
+from helpers.model.losses import FINAL_MIX, combined_loss
+from helpers.model.models import build_model
+from helpers.run.train import schedule_lengths
 strategy = device.strategy()
 assert strategy.num_replicas_in_sync == devices, strategy
 rng = np.random.default_rng(0)
@@ -36,7 +36,7 @@ with strategy.scope():
                         width=0.125, norm=sys.argv[3] if len(sys.argv) > 3 else "batch")
     loss = combined_loss(json.loads(sys.argv[4]) if len(sys.argv) > 4 else FINAL_MIX, ignore_class=0)
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss,  # Adam's first step is ±lr for any tiny gradient
-                  jit_compile=False)  # XLA fails under MirroredStrategy (helpers.device turns it off there)
+                  jit_compile=False)  # XLA fails under MirroredStrategy (helpers.runtime.device turns it off there)
 initial = [v.numpy().tolist() for v in model.weights]
 history = model.fit(tf.data.Dataset.from_tensor_slices((x, y, w)).batch(8), epochs=1, verbose=0)
 weights = [v.numpy().tolist() for v in model.weights]
@@ -75,15 +75,15 @@ def test_one_step_on_two_replicas_equals_one_device(norm, tolerance):
 WORKER = """
 import json, os, sys
 os.environ["TF_CONFIG"] = sys.argv[1]
-from helpers.device import strategy
+from helpers.runtime.device import strategy
 
 import keras, numpy as np, tensorflow as tf
-from helpers.data import load_mars
-from helpers import train
+from helpers.data.loading import load_mars
+from helpers.run import train
 chosen = strategy()
 assert isinstance(chosen, tf.distribute.MultiWorkerMirroredStrategy), chosen
 data = load_mars(sys.argv[2], sys.argv[3])
-from helpers.profiles import get_profile
+from helpers.configs.profiles import get_profile
 profile = {**get_profile("smoke"), "name": "smoke-graph", "run_eagerly": False}  # collectives need graphs
 record = train.run("Network 1", data, profile, 0, verbose=0)
 model = keras.models.load_model(os.path.join(str(train.plan("Network 1", data, profile, 0)["folder"]), "best.keras"))

@@ -1,11 +1,11 @@
-"""Data parallelism on JAX (`helpers.backend.data_parallel`, a `keras.distribution.DataParallel`) is the same
+"""Data parallelism on JAX (`helpers.runtime.backend.data_parallel`, a `keras.distribution.DataParallel`) is the same
 training: three `model.fit` steps on 2 host devices give the one-device losses and weights.
 
 Each side runs `tests/distribution_side.py` in a fresh process (`KERAS_BACKEND=jax`, TensorFlow unimportable,
 `XLA_FLAGS=--xla_force_host_platform_device_count=1`, then `=2`). The one-device side saves its initial weights and
 the two-device side loads them, so both start alike. Cases: the Baseline entry (UNet with BatchNorm, its
 cross-entropy, AdamW), and the Baseline's model and optimizer with the Final Model's loss (five terms, ignore class
-0, class-weighted pixels: the terms whose means `helpers.backend.replica_sum` / `replicas_in_sync` would rescale
+0, class-weighted pixels: the terms whose means `helpers.runtime.backend.replica_sum` / `replicas_in_sync` would rescale
 under `tf.distribute`; under a `keras.distribution` the program sees the global batch and they must not). Width
 0.125, one fixed batch of 8 images (4 per device) with per-pixel sample weights, the entry's optimizer at rate 1
 and epsilon 1 (`backend_side.STEP_LR`: at 1e-3 and 1e-7 a near-zero gradient's rounded sign decides its step).
@@ -108,14 +108,14 @@ def test_two_devices_train_as_one(sides, case):
 
 
 def test_tensorflow_keeps_tf_distribute():
-    """On TensorFlow there is no `keras.distribution`: `helpers.device.strategy()` scales there."""
-    from helpers import backend
+    """On TensorFlow there is no `keras.distribution`: `helpers.runtime.device.strategy()` scales there."""
+    from helpers.runtime import backend
 
     if not backend.is_tensorflow():
         pytest.skip("this process runs Keras on JAX")
     import keras
 
-    from helpers.device import configure
+    from helpers.runtime.device import configure
 
     assert backend.data_parallel() is None
     configure(threads=False, mixed_precision=False)  # float32: Keras's default policy, left as it was

@@ -1,14 +1,14 @@
-"""helpers.experiments (Table 1 as parent + delta entries) and helpers.profiles."""
+"""helpers.configs.experiments (Table 1 as parent + delta entries) and helpers.configs.profiles."""
 from pathlib import Path
 
 import pytest
 
-from helpers import experiments
-from helpers.experiments import ABLATIONS, ENTRIES, IMPROVED, TABLE1, lineage, resolve
-from helpers.losses import FINAL_MIX, TERM_NAMES
-from helpers.models import build_model
-from helpers.optim import OPTIMIZER_NAMES
-from helpers.profiles import PROFILES, get_profile
+from helpers.configs import experiments
+from helpers.configs.experiments import ABLATIONS, ENTRIES, IMPROVED, TABLE1, lineage, resolve
+from helpers.configs.profiles import PROFILES, get_profile
+from helpers.model.losses import FINAL_MIX, TERM_NAMES
+from helpers.model.models import build_model
+from helpers.model.optim import OPTIMIZER_NAMES
 
 SEED_REPORT = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_e8166fa02d470a4f.txt"
 
@@ -72,8 +72,8 @@ def test_profiles_share_their_keys():
 
 
 def test_every_ablation_names_the_entry_it_varies_and_its_notebook_section():
-    from helpers.experiments import SECTIONS, ablations, comparison, pairs
-    from helpers.pipeline import notebooks
+    from helpers.configs.experiments import SECTIONS, ablations, comparison, pairs
+    from helpers.study.pipeline import notebooks
 
     stems = {nb.stem for nb in notebooks()}
     assert all(spec["notebook"] in stems for spec in SECTIONS.values())

@@ -1,5 +1,5 @@
 """The Improved track's hand-written pieces against hand computations: flip TTA, soft vote, decoding and
-pseudo-labels, and the ensemble path of `helpers.inference.predict_labels`."""
+pseudo-labels, and the ensemble path of `helpers.predict.inference.predict_labels`."""
 import subprocess
 import sys
 
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import experiments
-from helpers.ensemble import soft_vote
-from helpers.inference import predict_labels
-from helpers.pseudo_labels import decode, pool
-from helpers.tta import flip_tta
+from helpers.configs import experiments
+from helpers.predict.decoding import decode, pool
+from helpers.predict.ensemble import soft_vote
+from helpers.predict.inference import predict_labels
+from helpers.predict.tta import flip_tta
 
 RNG = np.random.default_rng(0)
 
@@ -99,7 +99,7 @@ def test_predict_labels_of_an_ensemble_with_tta_equals_numpy_by_hand(jit_compile
 
 
 def test_experiments_import_without_tensorflow():
-    code = "import sys, helpers.experiments, helpers.profiles; assert 'tensorflow' not in sys.modules, 'tensorflow'"
+    code = "import sys, helpers.configs.experiments, helpers.configs.profiles; assert 'tensorflow' not in sys.modules, 'tensorflow'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import inference
-from helpers.inference import balanced_batches, choose_inference_settings, predict_labels
-from helpers.models import build_model
+from helpers.model.models import build_model
+from helpers.predict import inference
+from helpers.predict.inference import balanced_batches, choose_inference_settings, predict_labels
 
 CPU = {"device_type": "cpu", "gpus": [], "tpu_cores": 0, "cores": 2, "cpu_model": "Test CPU", "replicas": 1,
        "op_determinism": False}
@@ -63,7 +63,7 @@ def test_one_image_no_image_and_a_channel_axis(model):
 
 
 def test_train_predict_labels_gives_the_same_labels(model):
-    from helpers.train import predict_labels as train_predict_labels
+    from helpers.run.train import predict_labels as train_predict_labels
 
     images = _images(6, seed=3)
     expected = _reference(model, images)[1]

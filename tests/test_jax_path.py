@@ -3,9 +3,9 @@ PYTHONPATH, which also logs any attempt that some code might catch), as on the G
 but no TensorFlow.
 
 `benchmarks.study_run` trains notebook 06's runs in the smoke profile (the Baseline, blending in the Final Model's
-split, TTA, soft-vote ensembles and the self-trained Improved row: the whole of `helpers.train`) with two workers,
+split, TTA, soft-vote ensembles and the self-trained Improved row: the whole of `helpers.run.train`) with two workers,
 writes Table 1 and its speed report; then one of its runs, retrained in a fresh process on one core as a worker, gives the same numbers
-to the last bit (JAX's determinism, `helpers.determinism`).
+to the last bit (JAX's determinism, `helpers.runtime.determinism`).
 """
 import json
 import os
@@ -29,8 +29,8 @@ def _records(folder: Path) -> dict:
 
 @pytest.mark.slow
 def test_the_study_trains_scores_and_tables_on_jax_without_tensorflow(tmp_path, smoke_data):
-    from helpers.experiments import notebook_runs
-    from helpers.records import code_fingerprint
+    from helpers.configs.experiments import notebook_runs
+    from helpers.run.records import code_fingerprint
 
     env, out = _jax_env(tmp_path), tmp_path / "study"
     done = run_module("benchmarks.study_run", "--profile", "smoke", "--notebooks", "06", "--workers", "2",
@@ -56,7 +56,7 @@ def test_the_study_trains_scores_and_tables_on_jax_without_tensorflow(tmp_path, 
     assert all(r["versions"]["backend"] == "jax" for r in records.values())
 
     again = tmp_path / "again"
-    done = run_module("helpers.train", "Baseline", "--profile", "smoke", "--data", smoke_data.source.path,
+    done = run_module("helpers.run.train", "Baseline", "--profile", "smoke", "--data", smoke_data.source.path,
                       "--cores", "0", env={**env, "MARS_REPORTS": str(again)}, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     first, second = records[("Baseline", 0)], _records(again)[("Baseline", 0)]

@@ -12,10 +12,10 @@ import nbformat
 import numpy as np
 import pytest
 
-from helpers.kaggle import (COMPETITION, SUMMARY_FILENAME, KernelError, bundle, compatibility_problems,
+from helpers.kaggle.bundle import (COMPETITION, SUMMARY_FILENAME, KernelError, bundle, compatibility_problems,
                             execute_kernel, fake_kaggle_input, find_competition_file, main)
-from helpers.paths import REPO_ROOT
-from helpers.submission import read_submission, score_submission
+from helpers.predict.submission import read_submission, score_submission
+from helpers.runtime.paths import REPO_ROOT
 
 REPO_PACKAGE = REPO_ROOT / "helpers"
 
@@ -30,7 +30,9 @@ def _code_cells(notebook_path):
 
 
 def _repo_package_files() -> dict[str, bytes]:
-    files = [*REPO_PACKAGE.glob("*.py"), *(p for p in (REPO_PACKAGE / "assets").rglob("*") if p.is_file())]
+    """Every module of the package at any depth and every asset file, walked here independently of the bundle."""
+    files = [p for p in REPO_PACKAGE.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+             and (p.suffix == ".py" or p.parent.name == "assets")]
     return {p.relative_to(REPO_PACKAGE).as_posix(): p.read_bytes() for p in files}
 
 
@@ -77,7 +79,8 @@ def test_embedded_archive_is_the_whole_package_byte_for_byte(bundled):
     with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
         embedded = {name.removeprefix("helpers/"): zipped.read(name) for name in zipped.namelist()}
     assert embedded == _repo_package_files()
-    assert {"train.py", "submission.py", "kaggle.py", "assets/alien_mask.npy"} <= set(embedded)
+    assert {"__init__.py", "run/train.py", "predict/submission.py", "kaggle/bundle.py", "kaggle/__main__.py",
+            "data/assets/alien_mask.npy"} <= set(embedded)
 
 
 def test_command_line_sets_the_user_and_refuses_bad_arguments(tmp_path, capsys):
@@ -137,7 +140,7 @@ def test_bundled_kernel_runs_headless_on_a_fake_kaggle_input(bundled, tmp_path, 
     summary = json.loads((output_dir / SUMMARY_FILENAME).read_text())
     embedded = (output_dir / "mars_helpers" / "helpers").resolve()
     assert Path(summary["helpers_file"]).resolve() == embedded / "__init__.py"
-    assert {"helpers.train", "helpers.submission", "helpers.kaggle"} <= set(summary["helpers_modules"])
+    assert {"helpers.run.train", "helpers.predict.submission", "helpers.kaggle"} <= set(summary["helpers_modules"])
     assert all(Path(path).resolve().parent == embedded for path in summary["helpers_modules"].values())
     assert {name: (embedded / name).read_bytes() for name in _repo_package_files()} == _repo_package_files()
     assert summary["profile"] == "smoke" and Path(summary["data"]["path"]) == data_path.resolve()
@@ -154,7 +157,7 @@ def test_bundled_kernel_runs_headless_on_a_fake_kaggle_input(bundled, tmp_path, 
     scored = score_submission(output_dir / "submission.csv", labels_path)
     assert scored["n_images"] == 48 and 0.0 <= scored["competition_miou"] <= 1.0
     # The record scores the profile's leaderboard subset (the first n_predicted images), the same for every row.
-    from helpers.leaderboard import load_test_labels, score_parts
+    from helpers.predict.leaderboard import load_test_labels, score_parts
 
     in_kernel = summary["leaderboard"]["all"]
     subset = score_parts(load_test_labels(labels_path), masks[:summary["leaderboard"]["n_predicted"]])["all"]
@@ -165,7 +168,7 @@ def test_bundled_kernel_runs_headless_on_a_fake_kaggle_input(bundled, tmp_path, 
 def test_improved_kernel_runs_headless_and_submits_the_ensemble(tmp_path, monkeypatch):
     """`bundle --model improved` in the smoke profile, on a fake Kaggle input: the self-trained soft vote of its
     members writes a valid submission that never predicts class 0."""
-    from helpers.kaggle import bundle
+    from helpers.kaggle.bundle import bundle
 
     paths = bundle(tmp_path / "dist", profile="smoke", model="improved")
     assert paths["notebook"].name == "mars-terrain-improved-model.ipynb"
@@ -185,7 +188,7 @@ def test_improved_kernel_runs_headless_and_submits_the_ensemble(tmp_path, monkey
 
 
 def test_kernel_options_map_to_entries_and_refuse_what_the_final_model_lacks():
-    from helpers.kaggle import KernelError, kernel_run
+    from helpers.kaggle.bundle import KernelError, kernel_run
 
     assert kernel_run("final") == ("Final Model", None)
     assert kernel_run("improved") == ("Improved", None)

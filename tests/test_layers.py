@@ -1,4 +1,4 @@
-"""helpers.layers against independent references: OpenCV (Otsu, Sobel, Laplacian), PyWavelets (Haar
+"""helpers.model.layers against independent references: OpenCV (Otsu, Sobel, Laplacian), PyWavelets (Haar
 DWT), Keras's BatchNormalization and numpy hand computations."""
 import cv2
 import keras
@@ -7,7 +7,7 @@ import pytest
 import pywt
 import tensorflow as tf
 
-from helpers.layers import (
+from helpers.model.layers import (
     FEATURE_CHANNELS,
     AdaptiveNormalization,
     FeatureChannels,

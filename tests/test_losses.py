@@ -1,4 +1,4 @@
-"""helpers.losses against Keras built-ins, scikit-learn, SciPy and numpy hand computations on tiny arrays."""
+"""helpers.model.losses against Keras built-ins, scikit-learn, SciPy and numpy hand computations on tiny arrays."""
 import keras
 import numpy as np
 import pytest
@@ -7,8 +7,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import distance_transform_cdt
 from sklearn.utils.class_weight import compute_class_weight
 
-from helpers import losses
-from helpers.losses import TERM_NAMES, combined_loss
+from helpers.model import losses
+from helpers.model.losses import TERM_NAMES, combined_loss
 
 
 def batch(seed=0, shape=(2, 6, 8)):
@@ -260,7 +260,7 @@ def test_model_with_combined_loss_saves_and_reloads_with_current_weights(tmp_pat
     loss.set_term_weights({"ce": 2.0})
     path = tmp_path / "model.keras"
     model.save(path)
-    reloaded = keras.models.load_model(path)  # registered by importing helpers.losses
+    reloaded = keras.models.load_model(path)  # registered by importing helpers.model.losses
     assert isinstance(reloaded.loss, losses.CombinedLoss)
     assert reloaded.loss.term_weights == loss.term_weights
     assert reloaded.loss.terms["boundary"].max_distance == 4

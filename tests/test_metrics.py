@@ -1,4 +1,4 @@
-"""helpers.metrics against Keras's MeanIoU / IoU / accuracy and scikit-learn, on random and edge cases."""
+"""helpers.model.metrics against Keras's MeanIoU / IoU / accuracy and scikit-learn, on random and edge cases."""
 import warnings
 
 import keras
@@ -7,9 +7,9 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.metrics import jaccard_score
 
-from helpers import metrics
-from helpers.argmax import argmax_and_max, argmax_labels
-from helpers.constants import NUM_CLASSES
+from helpers.configs.constants import NUM_CLASSES
+from helpers.model import metrics
+from helpers.model.argmax import argmax_and_max, argmax_labels
 
 LABELS = list(range(NUM_CLASSES))
 
@@ -227,7 +227,7 @@ def test_argmax_by_comparisons_equals_numpy_argmax_with_ties(start):
 
 
 def test_training_metrics_equal_keras_stock_metrics_with_ties():
-    """The metrics fed `helpers.argmax` class ids give Keras's own metrics' values (which argmax inside)."""
+    """The metrics fed `helpers.model.argmax` class ids give Keras's own metrics' values (which argmax inside)."""
     rng = np.random.default_rng(7)
     y_true = rng.integers(0, 5, (3, 8, 16))
     probs = _tied_probabilities(rng, (3, 8, 16))

@@ -1,5 +1,5 @@
-"""helpers.models: parameter counts against hand formulas and the report, shapes, options, errors,
-training steps, and `.keras` round trips (one in a fresh process with `helpers.models.load_model`)."""
+"""helpers.model.models: parameter counts against hand formulas and the report, shapes, options, errors,
+training steps, and `.keras` round trips (one in a fresh process with `helpers.model.models.load_model`)."""
 import json
 import subprocess
 import sys
@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from helpers.layers import FEATURE_CHANNELS, AdaptiveNormalization, feature_channel_count
-from helpers.models import (
+from helpers.model.layers import FEATURE_CHANNELS, AdaptiveNormalization, feature_channel_count
+from helpers.model.models import (
     DUAL_KINDS,
     FUSIONS,
     GLOBAL_BRANCH,
@@ -218,7 +218,7 @@ REPORT_ARCHITECTURES = {  # the distinct shapes of Table 1
 _RELOAD_SCRIPT = """
 import json, sys
 import numpy as np
-from helpers.models import load_model
+from helpers.model.models import load_model
 folder = sys.argv[1]
 x = np.load(f"{folder}/x.npy")
 for name in json.loads(sys.argv[2]):
@@ -229,7 +229,7 @@ for name in json.loads(sys.argv[2]):
 
 @pytest.mark.slow
 def test_report_architectures_train_save_and_reload_in_a_fresh_process(tmp_path):
-    """Every architecture of Table 1: one training step, save, reload in a fresh process with `helpers.models.load_model`."""
+    """Every architecture of Table 1: one training step, save, reload in a fresh process with `helpers.model.models.load_model`."""
     x, masks = _terrain_batch(2)
     np.save(tmp_path / "x.npy", x)
     for name, options in REPORT_ARCHITECTURES.items():

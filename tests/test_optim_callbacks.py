@@ -1,4 +1,4 @@
-"""helpers.optim and helpers.callbacks: schedules by hand, the dynamic-weight rule, resuming and NaN stops."""
+"""helpers.model.optim and helpers.model.callbacks: schedules by hand, the dynamic-weight rule, resuming and NaN stops."""
 import csv
 import math
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import losses, metrics
-from helpers.callbacks import DynamicLossWeights, StopOnNaN, training_callbacks
-from helpers.optim import OPTIMIZER_NAMES, lr_curve, make_optimizer
+from helpers.model import losses, metrics
+from helpers.model.callbacks import DynamicLossWeights, StopOnNaN, training_callbacks
+from helpers.model.optim import OPTIMIZER_NAMES, lr_curve, make_optimizer
 
 SHAPE = (12, 16)
 
@@ -210,8 +210,8 @@ def tiny_model_fit(x, y, callback):
 
 def _profile_lengths():
     """Every run length a profile plans: its epochs, and twice them (the "2x steps" ablations)."""
-    from helpers.experiments import ABLATIONS, resolve
-    from helpers.profiles import PROFILES
+    from helpers.configs.experiments import ABLATIONS, resolve
+    from helpers.configs.profiles import PROFILES
 
     scales = sorted({resolve(a["name"])["train"]["epochs_scale"] for a in ABLATIONS} | {1.0})
     return sorted({max(1, round(p["epochs"] * scale)) for p in PROFILES.values() for scale in scales} | {2, 4})
@@ -219,7 +219,7 @@ def _profile_lengths():
 
 @pytest.mark.parametrize("epochs", _profile_lengths())
 def test_schedules_fit_the_run_they_are_in(epochs):
-    from helpers.train import patience_for, schedule_lengths
+    from helpers.run.train import patience_for, schedule_lengths
 
     lengths, steps = schedule_lengths(epochs), 40
     assert 0 <= lengths["warmup_epochs"] < epochs, "a warm-up never lasts the whole run"
@@ -239,7 +239,7 @@ def test_schedules_fit_the_run_they_are_in(epochs):
 
 
 def test_time_budget_stops_before_the_epoch_that_would_overrun_and_the_best_epoch_is_restored():
-    from helpers.callbacks import TimeBudget
+    from helpers.model.callbacks import TimeBudget
 
     ticks = iter(range(0, 10_000, 5))  # every clock reading is 5 s after the previous one
     budget = TimeBudget(60, clock=lambda: float(next(ticks)))
@@ -256,7 +256,7 @@ def test_time_budget_stops_before_the_epoch_that_would_overrun_and_the_best_epoc
 
 
 def test_time_budget_spent_mid_epoch_stops_after_that_batch():
-    from helpers.callbacks import TimeBudget
+    from helpers.model.callbacks import TimeBudget
 
     ticks = iter(range(0, 10_000, 5))
     budget = TimeBudget(1, clock=lambda: float(next(ticks)))

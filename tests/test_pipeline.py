@@ -6,11 +6,13 @@ import re
 import nbformat
 import pytest
 
-from helpers import backend_choice, experiments, pipeline
-from helpers.notebook import PARAMETERS, start
-from helpers.pipeline import NOTEBOOKS_DIR, PipelineError, check_parameters, run_pipeline
-from helpers.records import all_records
-from helpers.submission import read_submission
+from helpers.configs import experiments
+from helpers.predict.submission import read_submission
+from helpers.run import backend_choice
+from helpers.run.records import all_records
+from helpers.study import pipeline
+from helpers.study.notebook import PARAMETERS, start
+from helpers.study.pipeline import NOTEBOOKS_DIR, PipelineError, check_parameters, run_pipeline
 
 EXPECTED = ["01_eda_and_aliens", "02_feature_channels", "03_loss_design", "04_optimizers", "05_final_training",
             "06_beyond_the_report"]
@@ -37,7 +39,7 @@ def test_notebooks_are_numbered_clean_and_parameterised():
 
 
 def test_make_setup_registers_the_kernel_the_notebooks_ask_for():
-    from helpers.paths import REPO_ROOT
+    from helpers.runtime.paths import REPO_ROOT
 
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert f"--name {pipeline.PROJECT_KERNEL} " in makefile
@@ -57,7 +59,7 @@ NOISE = re.compile(r"cuInit|cuda_platform|IPKernelApp|without encryption|retraci
 
 @pytest.mark.slow
 def test_whole_pipeline_in_the_smoke_profile(smoke_data, smoke_records, monkeypatch, capfd):
-    from helpers.paths import reports_dir
+    from helpers.runtime.paths import reports_dir
 
     out = reports_dir()
     monkeypatch.setenv("MARS_REPORTS", str(out))
@@ -68,7 +70,7 @@ def test_whole_pipeline_in_the_smoke_profile(smoke_data, smoke_records, monkeypa
     total = len(pipeline.announced(experiments.notebook_runs(), 1))  # every run, plus members under seeds 1000+
     assert f"[{total}/{total}] " in printed and re.search(r"\[\d+/\d+\] .+ \(seed 0\): (training|reused)", printed)
     assert "ETA" in printed and "epoch 1/1" in printed
-    # The projection's walk (helpers.experiments.trainings) names exactly the models the run then trained.
+    # The projection's walk (helpers.configs.experiments.trainings) names exactly the models the run then trained.
     assert "projected training time on this machine: ≈ " in printed
     trained = set(re.findall(r"^\[\d+/\d+\] (.+) \(seed (\d+)\): training", printed, re.M))
     assert trained and {(name, str(seed)) for name, seed in result["projection"]["jobs"]} == trained
@@ -103,8 +105,8 @@ def test_a_failing_notebook_is_named_and_records_are_kept(tmp_path, monkeypatch,
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("\n".join(f"{name} = None" for name in sorted(PARAMETERS)),
                                   metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("from helpers.records import write_json_atomic\n"
-                                  "from helpers.paths import reports_dir\n"
+        nbformat.v4.new_code_cell("from helpers.run.records import write_json_atomic\n"
+                                  "from helpers.runtime.paths import reports_dir\n"
                                   "write_json_atomic(reports_dir() / 'runs' / 'kept' / 'record.json', {'status': 'finished'})"),
         nbformat.v4.new_code_cell("raise RuntimeError('boom')"),
     ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
@@ -152,7 +154,7 @@ def test_a_refused_pipeline_command_changes_nothing_on_disk(tmp_path, competitio
     ({"FORCE": "maybe"}, "FORCE='maybe' is not true or false"), ({"DATA_PATH": 3}, "DATA_PATH=3 is not a path"),
 ])
 def test_start_refuses_wrongly_typed_parameters_in_one_line(params, fragment):
-    from helpers.notebook import ParameterError
+    from helpers.study.notebook import ParameterError
 
     with pytest.raises(ParameterError) as caught:
         start("01_eda_and_aliens", **params)
@@ -161,7 +163,7 @@ def test_start_refuses_wrongly_typed_parameters_in_one_line(params, fragment):
 
 
 def test_papermill_strings_are_parsed_never_taken_as_truthy():
-    from helpers.notebook import typed_parameters
+    from helpers.study.notebook import typed_parameters
 
     for text, value in (("false", False), ("False", False), ("no", False), ("0", False), ("true", True), ("1", True)):
         assert typed_parameters({"FORCE": text})["FORCE"] is value

@@ -1,11 +1,11 @@
-"""helpers.plots: epoch axes tick whole epochs; figures draw what the run logged."""
+"""helpers.study.plots: epoch axes tick whole epochs; figures draw what the run logged."""
 import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from helpers import plots
+from helpers.study import plots
 
 
 def _record(epochs):

@@ -1,5 +1,5 @@
-"""helpers.progress: places, ETA shared by workers, and a run logged once however often it is reused."""
-from helpers import progress
+"""helpers.run.progress: places, ETA shared by workers, and a run logged once however often it is reused."""
+from helpers.run import progress
 
 
 def test_eta_is_the_mean_run_time_times_the_runs_left_shared_by_the_workers():

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers.submission import (HEADER, SubmissionError, main, read_submission, score_submission,
+from helpers.predict.submission import (HEADER, SubmissionError, main, read_submission, score_submission,
                                 write_submission)
 
 RNG = np.random.default_rng(7)
@@ -32,7 +32,7 @@ def _keras_scores(y_true, y_pred):
 
 
 def _run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "helpers.submission", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "helpers.predict.submission", *map(str, args)],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -230,7 +230,7 @@ def test_unknown_part_is_rejected(scored_case):
 
 
 def test_plain_mask_array_is_accepted_as_labels_with_a_seeded_25_75_partition(tmp_path):
-    from helpers.submission import default_partition, load_test_labels
+    from helpers.predict.submission import default_partition, load_test_labels
 
     truth = _random_masks(12)
     np.save(tmp_path / "masks.npy", truth)
@@ -246,7 +246,7 @@ def test_plain_mask_array_is_accepted_as_labels_with_a_seeded_25_75_partition(tm
 
 
 def test_labels_are_checked_when_the_data_is_loaded(tmp_path, competition_file):
-    from helpers.data import DataError, load_mars
+    from helpers.data.loading import DataError, load_mars
 
     np.save(tmp_path / "good.npy", _random_masks(12))  # the fixture's file has 12 test images
     assert load_mars(competition_file, tmp_path / "good.npy").source.labels_path.endswith("good.npy")
@@ -263,7 +263,7 @@ def test_labels_are_checked_when_the_data_is_loaded(tmp_path, competition_file):
     ([0, 1, 2], list(range(3, 10)), "cover 10 of the 12 test images"),
 ])
 def test_overlapping_or_partial_parts_are_refused(tmp_path, public, private, fragment):
-    from helpers.submission import load_test_labels
+    from helpers.predict.submission import load_test_labels
 
     path = _write_labels(tmp_path / "labels.npz", _random_masks(12), public, private)
     with pytest.raises(SubmissionError) as error:
@@ -279,7 +279,7 @@ def test_a_labels_file_of_another_size_is_not_blamed_on_the_csv(tmp_path, scored
 
 
 def test_the_labels_fingerprint_follows_the_content(tmp_path):
-    from helpers.submission import labels_fingerprint, load_test_labels
+    from helpers.predict.submission import labels_fingerprint, load_test_labels
 
     masks = _random_masks(12)
     a = labels_fingerprint(load_test_labels(_write_labels(tmp_path / "a.npz", masks, [0, 1, 2], list(range(3, 12)))))

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import run_module
-from helpers import synthetic
-from helpers.constants import BACKGROUND, BEDROCK, BIG_ROCK, N_ALIENS_REAL, N_TRAIN_REAL, SAND, SOIL
-from helpers.paths import ASSETS_DIR
+from helpers.configs.constants import BACKGROUND, BEDROCK, BIG_ROCK, N_ALIENS_REAL, N_TRAIN_REAL, SAND, SOIL
+from helpers.data import synthetic
+from helpers.runtime.paths import ASSETS_DIR
 
 N_TEST = 400
 REAL_SHARE = {BACKGROUND: 24.31, SOIL: 33.90, BEDROCK: 23.28, SAND: 18.38}  # % of clean-set pixels
@@ -218,7 +218,7 @@ def test_test_set_follows_the_clean_training_distribution(realistic):
 
 def test_cli_writes_the_files_and_reports_them(tmp_path):
     target = tmp_path / "cli.npz"
-    result = run_module("helpers.synthetic", "--out", str(target), "--n-train", "30", "--n-test", "8", "--seed", "3")
+    result = run_module("helpers.data.synthetic", "--out", str(target), "--n-train", "30", "--n-test", "8", "--seed", "3")
     assert result.returncode == 0, result.stderr
     assert str(target) in result.stdout and str(synthetic.labels_path_for(target)) in result.stdout
     assert "aliens=1" in result.stdout and " s" in result.stdout
@@ -228,7 +228,7 @@ def test_cli_writes_the_files_and_reports_them(tmp_path):
 
 def test_cli_bad_argument_is_one_line_exit_2(tmp_path, capsys):
     target = tmp_path / "bad.npz"
-    result = run_module("helpers.synthetic", "--out", str(target), "--n-train", "many")
+    result = run_module("helpers.data.synthetic", "--out", str(target), "--n-train", "many")
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
     assert not target.exists()

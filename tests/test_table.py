@@ -1,4 +1,4 @@
-"""helpers.table's checks on hand-made records (no training): did-not-learn, identical predictions, seeds, ranks."""
+"""helpers.study.table's checks on hand-made records (no training): did-not-learn, identical predictions, seeds, ranks."""
 import csv
 import hashlib
 import math
@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from helpers import table
-from helpers.experiments import TABLE1, reported, resolve
-from helpers.metrics import best_constant_score
-from helpers.notebook import summary
-from helpers.records import code_fingerprint, run_dir
+from helpers.configs.experiments import TABLE1, reported, resolve
+from helpers.model.metrics import best_constant_score
+from helpers.run.records import code_fingerprint, run_dir
+from helpers.study import table
+from helpers.study.notebook import summary
 
 Y_TRUE = np.kron(np.array([[[1, 1, 2, 3]]]), np.ones((64, 32), dtype=np.uint8)).repeat(2, axis=0)  # (2, 64, 128)
 
@@ -177,7 +177,7 @@ def test_records_of_older_code_are_flagged_and_today_s_win():
 
 
 def test_the_header_says_how_many_runs_trained_side_by_side():
-    from helpers.table import _most_at_once
+    from helpers.study.table import _most_at_once
 
     def run(start, seconds):
         return {"finished_epoch": start + seconds + 5.0, "eval_seconds": 5.0, "training": {"seconds": seconds}}
@@ -199,7 +199,7 @@ def test_malformed_records_are_skipped_with_one_warning_on_stderr(isolated_dirs,
     import stat
 
     from conftest import run_module
-    from helpers.records import runs_dir, write_json_atomic
+    from helpers.run.records import runs_dir, write_json_atomic
 
     good = fake_record("Baseline")
     write_json_atomic(runs_dir() / "good" / "record.json", good)
@@ -207,7 +207,7 @@ def test_malformed_records_are_skipped_with_one_warning_on_stderr(isolated_dirs,
     bad = runs_dir() / "bad" / "record.json"
     bad.parent.mkdir()
     bad.write_text(text if text is not None else json.dumps({k: v for k, v in good.items() if k != "data"}))
-    result = run_module("helpers.table", "--profile", "smoke", "--out", str(isolated_dirs / "out"))
+    result = run_module("helpers.study.table", "--profile", "smoke", "--out", str(isolated_dirs / "out"))
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and str(bad) in warnings[0] and problem in warnings[0], warnings

@@ -1,21 +1,22 @@
-"""helpers.train / records / table: every Table 1 row in the smoke profile, reuse, resume, CSV, the table."""
+"""helpers.run.train / records / table: every Table 1 row in the smoke profile, reuse, resume, CSV, the table."""
 import json
 import re
 import shutil
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
 from conftest import run_module
-from helpers import synthetic, train
-from helpers.experiments import IMPROVED, TABLE1
-from helpers.profiles import get_profile
-from helpers.records import all_records, code_fingerprint, run_dir, run_key
-from helpers.leaderboard import load_test_labels, score_parts
-from helpers.submission import read_submission
-from helpers.table import MISSING, ROWS, write_table
+from helpers.configs.experiments import IMPROVED, TABLE1
+from helpers.configs.profiles import get_profile
+from helpers.data import synthetic
+from helpers.predict.leaderboard import load_test_labels, score_parts
+from helpers.predict.submission import read_submission
+from helpers.run import train
+from helpers.run.records import all_records, code_fingerprint, run_dir, run_key
+from helpers.runtime.paths import PACKAGE_DIR
+from helpers.study.table import MISSING, ROWS, write_table
 
 pytestmark = pytest.mark.slow
 
@@ -62,17 +63,17 @@ def test_key_depends_on_everything_that_changes_a_run():
 
 
 def test_code_fingerprint_changes_with_numeric_code_only(tmp_path):
-    package = Path(train.__file__).parent
-    for source in package.glob("*.py"):
-        shutil.copy(source, tmp_path / source.name)
-    assert code_fingerprint(tmp_path) == code_fingerprint()
-    (tmp_path / "plots.py").write_text((tmp_path / "plots.py").read_text() + "\nEXTRA = 1\n")
-    assert code_fingerprint(tmp_path) == code_fingerprint(), "reporting code does not invalidate records"
-    losses = (tmp_path / "losses.py").read_text()
-    (tmp_path / "losses.py").write_text(losses.replace('"""', '"""Reworded. ', 1) + "\n# a comment\n")
-    assert code_fingerprint(tmp_path) == code_fingerprint(), "docstrings and comments do not count"
-    (tmp_path / "losses.py").write_text((tmp_path / "losses.py").read_text() + "\nEXTRA = 1\n")
-    assert code_fingerprint(tmp_path) != code_fingerprint(), "a loss edit invalidates records"
+    package = tmp_path / "helpers"
+    shutil.copytree(PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
+    assert code_fingerprint(package) == code_fingerprint()
+    plots = package / "study" / "plots.py"
+    plots.write_text(plots.read_text() + "\nEXTRA = 1\n")
+    assert code_fingerprint(package) == code_fingerprint(), "reporting code does not invalidate records"
+    losses = package / "model" / "losses.py"
+    losses.write_text(losses.read_text().replace('"""', '"""Reworded. ', 1) + "\n# a comment\n")
+    assert code_fingerprint(package) == code_fingerprint(), "docstrings and comments do not count"
+    losses.write_text(losses.read_text() + "\nEXTRA = 1\n")
+    assert code_fingerprint(package) != code_fingerprint(), "a loss edit invalidates records"
 
 
 class Interrupt(keras.callbacks.Callback):
@@ -140,8 +141,8 @@ def test_an_interrupted_force_run_keeps_the_finished_result(smoke_data, smoke_re
 
 def test_other_labels_rescore_the_leaderboard_instead_of_reusing_it(smoke_data, smoke_records, tmp_path,
                                                                     monkeypatch):
-    from helpers.data import load_mars
-    from helpers.submission import load_test_labels
+    from helpers.data.loading import load_mars
+    from helpers.predict.submission import load_test_labels
 
     def no_training(*args, **kwargs):
         raise AssertionError("only the leaderboard is scored again, nothing is retrained")
@@ -181,7 +182,7 @@ def test_train_cli_refuses_options_its_mode_ignores_and_ctrl_c_is_one_line(smoke
 
 
 def test_malformed_records_do_not_crash_training(smoke_data, isolated_dirs, capfd):
-    from helpers.records import runs_dir
+    from helpers.run.records import runs_dir
 
     for index, text in enumerate(("null", "[]", '{"status": "finished", "name": "Baseline"}')):
         (runs_dir() / f"bad{index}").mkdir(parents=True)
@@ -203,7 +204,7 @@ def test_submission_csv_scores_as_the_record_says(smoke_records, smoke_data):
         assert saved["y_pred_foreground"].min() >= 1
     subset = score_parts(labels, masks[:limit])
     for part in ("public", "private"):
-        result = run_module("helpers.submission", "score", str(csv), "--labels", smoke_data.source.labels_path,
+        result = run_module("helpers.predict.submission", "score", str(csv), "--labels", smoke_data.source.labels_path,
                             "--part", part)
         assert result.returncode == 0, result.stderr
         printed = float(re.search(r"competition_miou: ([0-9.]+)", result.stdout).group(1))
@@ -246,11 +247,11 @@ def test_table_renders_from_records_alone(smoke_records, tmp_path):
 
 
 def test_train_cli_runs_a_row_by_name(smoke_data, smoke_records):
-    result = run_module("helpers.train", "Network 2", "--profile", "smoke", "--data", smoke_data.source.path)
+    result = run_module("helpers.run.train", "Network 2", "--profile", "smoke", "--data", smoke_data.source.path)
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout[result.stdout.index("{"):])
     assert printed["test"]["competition_miou"] == pytest.approx(smoke_records["Network 2"]["test"]["competition_miou"])
-    bad = run_module("helpers.train", "Network 11", "--profile", "smoke", "--data", smoke_data.source.path)
+    bad = run_module("helpers.run.train", "Network 11", "--profile", "smoke", "--data", smoke_data.source.path)
     assert bad.returncode == 2 and "unknown experiment" in bad.stderr
 
 
@@ -261,7 +262,7 @@ def test_two_workers_fill_one_store_without_duplicates(smoke_data, tmp_path):
     import sys
 
     env = {**os.environ, "MARS_REPORTS": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, "-m", "helpers.train", "--all", "--profile", "smoke", "--data", smoke_data.source.path,
+    command = [sys.executable, "-m", "helpers.run.train", "--all", "--profile", "smoke", "--data", smoke_data.source.path,
                "--labels", smoke_data.source.labels_path]
     workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for _ in range(2)]

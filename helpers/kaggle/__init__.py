@@ -1,0 +1,1 @@
+"""The self-contained Kaggle kernel: `python -m helpers.kaggle bundle | check` (`bundle`)."""
