@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers.data.augment import geometric_augmenter
-from helpers.data.dataset import make_dataset, make_predict_dataset
+from helpers.data.dataset import make_dataset
 
 H, W = 64, 128
 CLASS_WEIGHTS = np.array([0.0, 1.0, 2.5, 0.5, 14.0], np.float32)
@@ -74,13 +74,6 @@ def test_shuffle_reshuffles_each_epoch_in_a_seeded_sequence():
     other = make_dataset(images, masks, batch_size=6, shuffle=True, seed=4)
     assert epoch_order(other, n) != first
     assert epoch_order(make_dataset(images, masks, batch_size=6), n) == list(range(n))
-
-
-def test_predict_dataset_keeps_order_and_yields_images_only():
-    images, _ = indexed_data(7)
-    batches = list(make_predict_dataset(images[..., None], batch_size=3))
-    assert [b.shape for b in batches] == [(3, H, W, 1), (3, H, W, 1), (1, H, W, 1)]
-    assert np.array_equal(np.concatenate([b.numpy() for b in batches])[..., 0], images)
 
 
 def bad_inputs():
@@ -178,5 +171,4 @@ def test_determinism_gives_bit_identical_training_across_processes():
 def test_datasets_run_without_the_tf_data_autotuner_unless_asked():
     images, masks = indexed_data(4)
     assert make_dataset(images, masks, batch_size=2).options().autotune.enabled is False
-    assert make_predict_dataset(images, batch_size=2).options().autotune.enabled is False
     assert make_dataset(images, masks, batch_size=2, autotune=True).options().autotune.enabled is True

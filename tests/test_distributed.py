@@ -20,7 +20,8 @@ devices = int(sys.argv[1])
 if devices > 1:
     device.split_cpu(devices)
 import keras, tensorflow as tf
-from helpers.model.losses import FINAL_MIX, combined_loss
+from helpers.configs.experiments import FINAL_MIX
+from helpers.model.losses import combined_loss
 from helpers.model.models import build_model
 from helpers.run.train import schedule_lengths
 strategy = device.strategy()

@@ -7,11 +7,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers.configs.experiments import FINAL_MIX
 from helpers.model import losses, metrics
 from helpers.model.callbacks import DynamicLossWeights, StopOnNaN, training_callbacks
-from helpers.model.optim import OPTIMIZER_NAMES, lr_curve, make_optimizer
+from helpers.model.optim import OPTIMIZER_NAMES, make_learning_rate, make_optimizer
+from helpers.runtime import backend
 
 SHAPE = (12, 16)
+
+
+def lr_curve(name: str, steps_per_epoch: int, epochs: int, **kwargs) -> np.ndarray:
+    """The learning rate `make_optimizer(name, ...)` trains with at each step 0 .. steps_per_epoch * epochs - 1, as
+    float64: its `make_learning_rate` (keywords lr, warmup_epochs), a float or a Keras schedule, read step by step."""
+    rate = make_learning_rate(name, steps_per_epoch=steps_per_epoch, epochs=epochs, **kwargs)
+    steps = steps_per_epoch * epochs
+    if not isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        return np.full(steps, rate, dtype=np.float64)
+    per_step = backend.compile_function(lambda step: keras.ops.map(rate, step), jit_compile=False)  # one step a call
+    return keras.ops.convert_to_numpy(per_step(keras.ops.arange(steps, dtype="int32"))).astype(np.float64)
 
 
 def tiny_model(activation="relu"):
@@ -100,25 +113,25 @@ def test_lion_plateau_halves_a_float_rate_when_the_score_stalls():
 
 
 def test_dynamic_rule_by_hand():
-    rule = DynamicLossWeights(losses.combined_loss(losses.FINAL_MIX))
-    new = rule.updated_weights(losses.FINAL_MIX, miou=0.3, accuracy=0.8)
+    rule = DynamicLossWeights(losses.combined_loss(FINAL_MIX))
+    new = rule.updated_weights(FINAL_MIX, miou=0.3, accuracy=0.8)
     raw = {"dice": 1.05, "focal": 0.15, "ce": 2.7, "boundary": 0.15}
     scale = (1.0 + 0.1 + 3.0 + 0.1) / sum(raw.values())
     for name, value in raw.items():
         assert new[name] == pytest.approx(value * scale)
     assert new["class_limit"] == 0.1
-    assert rule.updated_weights(losses.FINAL_MIX, miou=0.6, accuracy=0.5) == losses.FINAL_MIX
+    assert rule.updated_weights(FINAL_MIX, miou=0.6, accuracy=0.5) == FINAL_MIX
 
 
 def test_dynamic_weights_need_the_logged_scores():
-    rule = DynamicLossWeights(losses.combined_loss(losses.FINAL_MIX))
+    rule = DynamicLossWeights(losses.combined_loss(FINAL_MIX))
     with pytest.raises(ValueError, match="val_miou_fg"):
         rule.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5})
 
 
 def test_compiled_train_step_uses_new_loss_weights():
     x, y, weight = structured_data(4)
-    loss = losses.combined_loss(losses.FINAL_MIX)
+    loss = losses.combined_loss(FINAL_MIX)
     model = tiny_model()
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss, metrics=metrics.training_metrics(), jit_compile=True)
     first = model.train_on_batch(x, y, sample_weight=weight, return_dict=True)["loss"]
@@ -133,7 +146,7 @@ def test_two_epochs_with_final_mix_and_dynamic_weights_log_changing_weights(tmp_
     keras.utils.set_random_seed(0)
     x, y, weight = structured_data(8)
     model = tiny_model()
-    loss = losses.combined_loss(losses.FINAL_MIX)
+    loss = losses.combined_loss(FINAL_MIX)
     optimizer, optimizer_callbacks = make_optimizer("adamw_warmup_cosine", steps_per_epoch=2, epochs=2, warmup_epochs=1)
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics.training_metrics())  # XLA: see the train-step test
     callbacks = training_callbacks(tmp_path, extra=[DynamicLossWeights(accuracy_threshold=0.0)]) + optimizer_callbacks

@@ -32,7 +32,6 @@ notebook section that shows them (`section`, a key of `SECTIONS`). Nothing here 
 from __future__ import annotations
 
 import copy
-import json
 
 
 FEATURES = ["threshold", "edges", "laplacian", "wavelet"]
@@ -258,11 +257,6 @@ def comparison(key: str) -> list[str]:
     return SECTIONS[key]["rows"] + [a["name"] for a in ABLATIONS if a["section"] == key]
 
 
-def ablations(key: str) -> list[str]:
-    """The ablations shown in section `key`, in order."""
-    return [name for name in comparison(key) if name not in SECTIONS[key]["rows"]]
-
-
 def pairs(key: str) -> list[tuple[str, str]]:
     """(row, parent) for every row of section `key` whose parent is also in the section: what each step changed."""
     rows = comparison(key)
@@ -370,7 +364,3 @@ def resolve(name: str) -> dict:
         settings = _deep_merge(settings, get_entry(node)["delta"])
     return settings
 
-
-def describe(name: str) -> str:
-    """One line per setting, for notebooks and the table's notes."""
-    return json.dumps(resolve(name), sort_keys=True)

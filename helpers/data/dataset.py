@@ -11,7 +11,7 @@ Keras cannot take `class_weight` for (B, H, W) targets, so class weights become 
 Augmented batches are bit-identical across runs only under `helpers.runtime.determinism.set_determinism`
 (the Keras augmentation layers draw from a stateful seed, which `tf.data` then runs serially).
 
-TensorFlow is imported by the two dataset builders only: the checks (`validate_images`...) serve every backend,
+TensorFlow is imported by the dataset builder only: the checks (`validate_images`...) serve every backend,
 and under JAX `make_dataset` gives numpy batches instead (`helpers.data.batches`).
 """
 from __future__ import annotations
@@ -165,12 +165,3 @@ def make_dataset(
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     return _with_autotune(dataset.prefetch(tf.data.AUTOTUNE), autotune)
 
-
-def make_predict_dataset(images, batch_size: int, autotune: bool | None = None) -> tf.data.Dataset:
-    """Inference dataset yielding x batches (B, 64, 128, 1) float32 in the input order."""
-    import tensorflow as tf
-
-    images = validate_images(images)
-    batch_size = _validate_batch_size(batch_size)
-    dataset = tf.data.Dataset.from_tensor_slices(images[..., None])
-    return _with_autotune(dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE), autotune)

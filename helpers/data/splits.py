@@ -90,10 +90,3 @@ def make_split(data: MarsData, *, variant: str = "clean", seed: int = 42, min_co
         train = np.union1d(train, np.asarray(aliens, dtype=np.int64))
     return Split(train, val, test, variant=variant, seed=seed, fingerprint=data.source.fingerprint)
 
-
-def split_arrays(data: MarsData, split: Split) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{"train": (images, masks), "val": ..., "test": ...} for a split of this data."""
-    if split.fingerprint != data.source.fingerprint:
-        raise ValueError("split was made for other data (fingerprint differs) — call make_split on this data")
-    return {part: (data.train_images[idx], data.train_masks[idx]) for part in PARTS
-            for idx in [getattr(split, part)]}

@@ -49,8 +49,6 @@ from helpers.runtime.paths import PACKAGE_DIR, REPO_ROOT, package_files
 COMPETITION = "an-2-dl-2024-2025-homework-2"
 MODELS = {"final": "Final Model", "improved": "Improved"}  # --model -> the entry the kernel trains
 TITLES = {"final": "Mars Terrain Final Model", "improved": "Mars Terrain Improved Model"}
-TITLE = TITLES["final"]
-SLUG = TITLE.lower().replace(" ", "-")  # Kaggle's rule: the slug is the title, lowercased, spaces -> dashes
 PLACEHOLDER_USER = "your-kaggle-username"
 DEFAULT_OUT = REPO_ROOT / "dist" / "kaggle"
 DATA_FILENAME = "mars_for_students.npz"

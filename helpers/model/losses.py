@@ -33,24 +33,12 @@ import numpy as np
 from keras import ops
 
 from helpers.configs.constants import BACKGROUND, LABELLED_CLASSES, NUM_CLASSES
-from helpers.configs.experiments import FINAL_MIX
 from helpers.runtime import backend
 
 PIXEL_TERMS = ("ce", "focal", "boundary")
 IMAGE_TERMS = ("dice", "class_limit", "low_pass")
 TERM_NAMES = ("ce", "focal", "dice", "class_limit", "boundary", "low_pass")
 
-CE_ONLY = {"ce": 1.0}
-FOCAL_ONLY = {"focal": 1.0}
-CE_DICE = {"ce": 1.0, "dice": 1.0}
-FINAL_MIX_LOW_PASS = {**FINAL_MIX, "low_pass": 0.1}
-PRESETS = {
-    "final_mix": FINAL_MIX,
-    "ce_only": CE_ONLY,
-    "focal_only": FOCAL_ONLY,
-    "ce_dice": CE_DICE,
-    "final_mix_low_pass": FINAL_MIX_LOW_PASS,
-}
 
 
 def class_weights_from_masks(masks, cap: float | None = None) -> np.ndarray:
@@ -474,7 +462,8 @@ class CombinedLoss(keras.losses.Loss):
 
 
 def combined_loss(weights: dict, **kwargs) -> CombinedLoss:
-    """`CombinedLoss(weights, **kwargs)`, e.g. `combined_loss(FINAL_MIX)`; unknown names raise ValueError."""
+    """`CombinedLoss(weights, **kwargs)`, e.g. `combined_loss({"ce": 3.0, "dice": 1.0})` (the study's mixes are
+    entries of `helpers.configs.experiments`, e.g. `FINAL_MIX`); unknown names raise ValueError."""
     return CombinedLoss(weights, **kwargs)
 
 

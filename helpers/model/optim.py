@@ -22,7 +22,6 @@ import keras
 import numpy as np
 
 from helpers.configs.constants import MONITOR
-from helpers.runtime import backend
 
 OPTIMIZER_NAMES = ("adamw", "adamw_warmup_cosine", "adamw_restarts", "lion_plateau", "sgd")
 RESTART_T_MUL = 2.0
@@ -104,17 +103,3 @@ def make_optimizer(
         return keras.optimizers.SGD(momentum=0.9, nesterov=True, **common), []
     return keras.optimizers.AdamW(**common), []
 
-
-def lr_curve(name: str, steps_per_epoch: int, epochs: int, **kwargs) -> np.ndarray:
-    """Learning rate at each optimizer step 0 .. steps_per_epoch * epochs - 1, as float64.
-
-    Takes `make_learning_rate`'s keywords (lr, warmup_epochs). For
-    "lion_plateau" this is the starting rate throughout: the plateau cuts depend on the validation
-    scores of a real run (read them from its History, key "learning_rate").
-    """
-    rate = make_learning_rate(name, steps_per_epoch=steps_per_epoch, epochs=epochs, **kwargs)
-    steps = steps_per_epoch * epochs
-    if not isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
-        return np.full(steps, rate, dtype=np.float64)
-    per_step = backend.compile_function(lambda step: keras.ops.map(rate, step), jit_compile=False)  # one step a call
-    return keras.ops.convert_to_numpy(per_step(keras.ops.arange(steps, dtype="int32"))).astype(np.float64)
