@@ -74,7 +74,8 @@ def main(argv=None) -> int:
     from helpers.runtime.device import describe_device
     from helpers.run.backend_choice import default_workers
     from helpers.configs.profiles import get_profile
-    from helpers.run.records import all_records, write_json_atomic
+    from helpers.run.records import all_records
+    from helpers.runtime.files import write_json_atomic
     from helpers.study.table import write_table
 
     try:

@@ -105,7 +105,7 @@ def test_a_failing_notebook_is_named_and_records_are_kept(tmp_path, monkeypatch,
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("\n".join(f"{name} = None" for name in sorted(PARAMETERS)),
                                   metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("from helpers.run.records import write_json_atomic\n"
+        nbformat.v4.new_code_cell("from helpers.runtime.files import write_json_atomic\n"
                                   "from helpers.runtime.paths import reports_dir\n"
                                   "write_json_atomic(reports_dir() / 'runs' / 'kept' / 'record.json', {'status': 'finished'})"),
         nbformat.v4.new_code_cell("raise RuntimeError('boom')"),

@@ -54,7 +54,7 @@ def test_longest_first_orders_runs_by_their_remaining_work(smoke_data, smoke_rec
     """The workers' order: most GFLOP still to train first (a predictor carries its members' trainings); a
     finished run costs nothing; equal costs keep the given order. A fresh reports/ holding only the Baseline's
     finished record, so runs other tests trained do not count as finished."""
-    from helpers.run.records import write_json_atomic
+    from helpers.runtime.files import write_json_atomic
     from helpers.run.train import longest_first, plan, work
 
     profile = get_profile("smoke")

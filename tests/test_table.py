@@ -196,14 +196,19 @@ def test_the_header_says_how_many_runs_trained_side_by_side():
 ])
 def test_malformed_records_are_skipped_with_one_warning_on_stderr(isolated_dirs, capfd, text, problem):
     import json
+    import os
     import stat
 
     from conftest import run_module
-    from helpers.run.records import runs_dir, write_json_atomic
+    from helpers.run.records import runs_dir
+    from helpers.runtime.files import write_json_atomic
 
     good = fake_record("Baseline")
     write_json_atomic(runs_dir() / "good" / "record.json", good)
-    assert stat.S_IMODE((runs_dir() / "good" / "record.json").stat().st_mode) == 0o644, "readable, not 0600"
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = stat.S_IMODE((runs_dir() / "good" / "record.json").stat().st_mode)
+    assert mode == 0o666 & ~umask, "the mode open() gives a new file (0644 under umask 022), not the temporary's 0600"
     bad = runs_dir() / "bad" / "record.json"
     bad.parent.mkdir()
     bad.write_text(text if text is not None else json.dumps({k: v for k, v in good.items() if k != "data"}))

@@ -26,7 +26,7 @@ from sklearn.model_selection import train_test_split
 
 from helpers.data.aliens import DEFAULT_MIN_COUNT, find_aliens
 from helpers.data.loading import MarsData
-from helpers.run.records import write_json_atomic
+from helpers.runtime.files import write_json_atomic
 from helpers.runtime.paths import data_dir
 
 VARIANTS = ("clean", "all")

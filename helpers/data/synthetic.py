@@ -40,9 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from functools import lru_cache
@@ -54,6 +52,7 @@ import numpy as np
 
 from helpers.configs.constants import (BACKGROUND, BEDROCK, BIG_ROCK, IMAGE_SHAPE, N_ALIENS_REAL, N_TEST_REAL,
                                N_TRAIN_REAL, NUM_CLASSES, SAND, SOIL)
+from helpers.runtime.files import atomic_file
 from helpers.runtime.paths import ASSETS_DIR
 
 GENERATOR_VERSION = "1"
@@ -668,32 +667,13 @@ def labels_path_for(data_path) -> Path:
     return data_path.with_name(f"{data_path.stem}_test_labels.npz")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_temporary(path: Path, arrays: dict, compressed: bool) -> Path:
-    """np.savez(_compressed) into a temporary file beside `path` (removed again if writing fails)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
-        with os.fdopen(fd, "wb") as handle:
-            (np.savez_compressed if compressed else np.savez)(handle, **arrays)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
 def write(out_path, n_train: int = N_TRAIN_REAL, n_test: int = N_TEST_REAL, seed: int = 0) -> tuple[Path, Path]:
     """Write the data file (keys `training_set`, `test_set` only) and its hidden labels beside it.
 
     The labels file, `labels_path_for(out_path)`, holds `test_masks`, `public_ids`, `private_ids` and
     `meta` (a JSON string: generator version, seed, sizes). Both files are first written in full to
-    temporary names, then moved into place with `os.replace`, data file last: an interrupted write
-    leaves the previous files (or none), never a half-written one.
+    temporary names, then moved into place (`helpers.runtime.files.atomic_file`), data file last: an interrupted
+    write leaves the previous files (or none), never a half-written one.
 
     Data file plain `np.savez` (read on every run, and data/ is git-ignored: load speed wins over size), labels
     file compressed (masks compress well); the measurements behind this are in docs/performance.md.
@@ -708,17 +688,11 @@ def write(out_path, n_train: int = N_TRAIN_REAL, n_test: int = N_TEST_REAL, seed
     meta = {"generator": "helpers.data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
             "n_train": n_train, "n_test": n_test, "n_aliens": int(len(data["alien_ids"]))}
     labels_path = labels_path_for(out_path)
-    labels_tmp = _write_temporary(labels_path, {
-        "test_masks": data["test_masks"], "public_ids": data["public_ids"],
-        "private_ids": data["private_ids"], "meta": np.array(json.dumps(meta))}, compressed=True)
-    try:
-        data_tmp = _write_temporary(out_path, {"training_set": data["training_set"], "test_set": data["test_set"]},
-                                    compressed=False)
-    except BaseException:
-        labels_tmp.unlink(missing_ok=True)
-        raise
-    os.replace(labels_tmp, labels_path)
-    os.replace(data_tmp, out_path)
+    with atomic_file(out_path) as data_file:  # takes its name last, after the labels file
+        np.savez(data_file, training_set=data["training_set"], test_set=data["test_set"])
+        with atomic_file(labels_path) as labels_file:
+            np.savez_compressed(labels_file, test_masks=data["test_masks"], public_ids=data["public_ids"],
+                                private_ids=data["private_ids"], meta=np.array(json.dumps(meta)))
     return out_path, labels_path
 
 

@@ -314,7 +314,8 @@ print(f"{ENTRY}: {training['epochs_run']} epochs in {training['seconds']:.0f} s 
 
 _SUBMIT = '''from helpers.kaggle.bundle import SUMMARY_FILENAME, kernel_summary
 from helpers.predict.submission import read_submission
-from helpers.run.records import run_dir, write_json_atomic
+from helpers.run.records import run_dir
+from helpers.runtime.files import write_json_atomic
 
 SUBMISSION = OUTPUT / "submission.csv"
 shutil.copyfile(run_dir(record["name"], record["key"]) / "submission.csv", SUBMISSION)

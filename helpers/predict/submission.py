@@ -12,16 +12,15 @@ Command line: `python -m helpers.predict.submission score SUBMISSION.csv --label
 [--part all|public|private]` prints the competition score and the mean IoU over classes 1-4.
 """
 import argparse
-import os
 import re
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from helpers.configs.constants import IMAGE_SHAPE, NUM_CLASSES
+from helpers.runtime.files import atomic_file
 
 N_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
 HEADER = "id," + ",".join(str(i) for i in range(N_PIXELS))
@@ -59,28 +58,20 @@ def _check_predictions(predictions) -> np.ndarray:
 def write_submission(predictions, path) -> Path:
     """Write `predictions` (N, 64, 128) int class ids as the Kaggle CSV at `path`; returns the path.
 
-    The file appears atomically (temporary file in the same folder, then `os.replace`), so a
-    crash never leaves a half-written submission under the final name.
+    The file appears atomically (`helpers.runtime.files.atomic_file`), so a crash never leaves a
+    half-written submission under the final name.
     """
     masks = _check_predictions(predictions)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(HEADER.encode() + b"\n")
-            for start in range(0, len(masks), _ROWS_PER_CHUNK):
-                chunk = masks[start:start + _ROWS_PER_CHUNK].reshape(-1, N_PIXELS)
-                cells = _CELLS[chunk]
-                cells[:, -1] = _ROW_ENDS[chunk[:, -1]]
-                for offset, row in enumerate(cells):
-                    file.write(b"%d," % (start + offset))
-                    file.write(row.data)
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as file:
+        file.write(HEADER.encode() + b"\n")
+        for start in range(0, len(masks), _ROWS_PER_CHUNK):
+            chunk = masks[start:start + _ROWS_PER_CHUNK].reshape(-1, N_PIXELS)
+            cells = _CELLS[chunk]
+            cells[:, -1] = _ROW_ENDS[chunk[:, -1]]
+            for offset, row in enumerate(cells):
+                file.write(b"%d," % (start + offset))
+                file.write(row.data)
     return path
 
 

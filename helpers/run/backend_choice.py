@@ -124,7 +124,7 @@ def choose(profile_name: str, out_dir: Path, requested: str | None = None) -> di
                              "requirements.txt)")
         return {"backend": have[0], "why": "the only backend installed"}
     from helpers.run.projection import probe_like_a_worker
-    from helpers.run.records import write_json_atomic
+    from helpers.runtime.files import write_json_atomic
 
     probes, failed = {}, {}
     for engine in BACKENDS:

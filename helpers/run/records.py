@@ -1,4 +1,5 @@
-"""Run records: one JSON file per training run, written atomically, keyed by what determines the run.
+"""Run records: one JSON file per training run, written atomically (`helpers.runtime.files`), keyed by what
+determines the run.
 
 The key hashes the resolved entry settings, the profile, the seed, the data fingerprint and a fingerprint
 of the code that decides a run's numbers (`code_fingerprint`), so a rerun with the same inputs and code
@@ -10,10 +11,8 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 from helpers.runtime.paths import PACKAGE_DIR, package_files, reports_dir
@@ -22,7 +21,7 @@ from helpers.runtime.paths import PACKAGE_DIR, package_files, reports_dir
 # Files of helpers/ that cannot change a run's numbers (orchestration, reporting, packaging), as paths relative to the
 # package; a name ending in "/" is a whole subpackage. Editing them keeps the records. Every other module of helpers/,
 # at any depth, is part of the code fingerprint (`numeric_modules`).
-NOT_NUMERIC = frozenset({"__init__.py", "study/", "kaggle/", "runtime/paths.py", "model/flops.py",
+NOT_NUMERIC = frozenset({"__init__.py", "study/", "kaggle/", "runtime/paths.py", "runtime/files.py", "model/flops.py",
                          "predict/leaderboard.py", "predict/submission.py", "run/backend_choice.py", "run/claims.py",
                          "run/progress.py", "run/projection.py", "run/records.py"})
 
@@ -86,22 +85,6 @@ def runs_dir() -> Path:
 
 def run_dir(name: str, key: str) -> Path:
     return runs_dir() / f"{slug(name)}__{key}"
-
-
-def write_json_atomic(path: Path, payload) -> None:
-    """Write JSON via a temp file and os.replace, so readers never see half a file. The file is made readable
-    by everyone (0644, as `open` would make it), not the temp file's private 0600."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=1, sort_keys=True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 REQUIRED = {"name": str, "key": str, "seed": int, "profile": dict, "data": dict, "settings": dict,

@@ -50,10 +50,11 @@ from helpers.predict import decoding
 from helpers.predict.leaderboard import load_test_labels, score_parts
 from helpers.predict.submission import write_submission
 from helpers.run import claims, progress
-from helpers.run.records import all_records, code_fingerprint, read_record, run_dir, run_key, write_json_atomic
+from helpers.run.records import all_records, code_fingerprint, read_record, run_dir, run_key
 from helpers.runtime import backend
 from helpers.runtime.determinism import set_determinism
 from helpers.runtime.device import configure, describe_device, multi_worker, nvidia_gpu_count, scope
+from helpers.runtime.files import write_json_atomic
 
 FINAL_ENTRY = "Final Model"
 IMPROVED_ENTRY = "Improved"

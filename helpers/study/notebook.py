@@ -167,7 +167,7 @@ class Context:
 
     def record(self, results: dict) -> Path:
         """Store the notebook's key numbers as JSON (reports/results/<notebook>.json)."""
-        from helpers.run.records import write_json_atomic
+        from helpers.runtime.files import write_json_atomic
 
         self.results.update(results)
         path = reports_dir() / "results" / f"{self.notebook}.json"

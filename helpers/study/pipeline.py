@@ -242,7 +242,7 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
     print(f"Table 1: {table['md']}", flush=True)
     if not only:
         from helpers.runtime.device import describe_device
-        from helpers.run.records import write_json_atomic
+        from helpers.runtime.files import write_json_atomic
 
         write_json_atomic(out_dir / "bench_pipeline.json", {
             "profile": profile, "seeds": seeds, "data": dataset.source.label(), "device": describe_device(),
