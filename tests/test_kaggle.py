@@ -157,7 +157,8 @@ def test_bundled_kernel_runs_headless_on_a_fake_kaggle_input(bundled, tmp_path, 
     scored = score_submission(output_dir / "submission.csv", labels_path)
     assert scored["n_images"] == 48 and 0.0 <= scored["competition_miou"] <= 1.0
     # The record scores the profile's leaderboard subset (the first n_predicted images), the same for every row.
-    from helpers.predict.leaderboard import load_test_labels, score_parts
+    from helpers.data.hidden_labels import load_test_labels
+    from helpers.predict.leaderboard import score_parts
 
     in_kernel = summary["leaderboard"]["all"]
     subset = score_parts(load_test_labels(labels_path), masks[:summary["leaderboard"]["n_predicted"]])["all"]

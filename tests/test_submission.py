@@ -230,7 +230,7 @@ def test_unknown_part_is_rejected(scored_case):
 
 
 def test_plain_mask_array_is_accepted_as_labels_with_a_seeded_25_75_partition(tmp_path):
-    from helpers.predict.submission import default_partition, load_test_labels
+    from helpers.data.hidden_labels import default_partition, load_test_labels
 
     truth = _random_masks(12)
     np.save(tmp_path / "masks.npy", truth)
@@ -263,10 +263,10 @@ def test_labels_are_checked_when_the_data_is_loaded(tmp_path, competition_file):
     ([0, 1, 2], list(range(3, 10)), "cover 10 of the 12 test images"),
 ])
 def test_overlapping_or_partial_parts_are_refused(tmp_path, public, private, fragment):
-    from helpers.predict.submission import load_test_labels
+    from helpers.data.hidden_labels import LabelsError, load_test_labels
 
     path = _write_labels(tmp_path / "labels.npz", _random_masks(12), public, private)
-    with pytest.raises(SubmissionError) as error:
+    with pytest.raises(LabelsError) as error:
         load_test_labels(path)
     assert fragment in str(error.value) and "\n" not in str(error.value)
 
@@ -279,7 +279,7 @@ def test_a_labels_file_of_another_size_is_not_blamed_on_the_csv(tmp_path, scored
 
 
 def test_the_labels_fingerprint_follows_the_content(tmp_path):
-    from helpers.predict.submission import labels_fingerprint, load_test_labels
+    from helpers.data.hidden_labels import labels_fingerprint, load_test_labels
 
     masks = _random_masks(12)
     a = labels_fingerprint(load_test_labels(_write_labels(tmp_path / "a.npz", masks, [0, 1, 2], list(range(3, 12)))))

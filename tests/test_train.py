@@ -11,7 +11,8 @@ from conftest import run_module
 from helpers.configs.experiments import IMPROVED, TABLE1
 from helpers.configs.profiles import get_profile
 from helpers.data import synthetic
-from helpers.predict.leaderboard import load_test_labels, score_parts
+from helpers.data.hidden_labels import load_test_labels
+from helpers.predict.leaderboard import score_parts
 from helpers.predict.submission import read_submission
 from helpers.run import train
 from helpers.run.records import all_records, code_fingerprint, run_dir, run_key
@@ -142,7 +143,6 @@ def test_an_interrupted_force_run_keeps_the_finished_result(smoke_data, smoke_re
 def test_other_labels_rescore_the_leaderboard_instead_of_reusing_it(smoke_data, smoke_records, tmp_path,
                                                                     monkeypatch):
     from helpers.data.loading import load_mars
-    from helpers.predict.submission import load_test_labels
 
     def no_training(*args, **kwargs):
         raise AssertionError("only the leaderboard is scored again, nothing is retrained")

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers.configs.constants import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
+from helpers.data.hidden_labels import LabelsError, labels_fingerprint, load_test_labels
 from helpers.runtime.paths import data_dir
 
 REAL_FILENAME = "mars_for_students.npz"
@@ -43,7 +44,7 @@ class DataSource:
     fingerprint: str  # sha256 (first 16 hex digits) of the canonical uint8 arrays
     labels_path: str | None = None  # hidden test masks (synthetic data only)
     found_by: str = "path"  # which rule of the search order found it
-    labels_fingerprint: str | None = None  # content hash of those labels (`helpers.predict.submission.labels_fingerprint`)
+    labels_fingerprint: str | None = None  # content hash of those labels (`helpers.data.hidden_labels.labels_fingerprint`)
 
     @property
     def is_synthetic(self) -> bool:
@@ -259,12 +260,10 @@ def with_labels(data: MarsData, path: Path) -> MarsData:
     """`data` with hidden test labels from `path`, validated before any work starts (readable, well formed, one
     mask per test image, public and private parts that split the test set) and fingerprinted: the leaderboard
     scores of a record are keyed by that fingerprint (`helpers.run.train.run` re-scores on a change)."""
-    from helpers.predict.submission import SubmissionError, labels_fingerprint, load_test_labels
-
     path = Path(path)
     try:
         labels = load_test_labels(path)
-    except SubmissionError as error:
+    except LabelsError as error:
         raise DataError(str(error)) from None
     n_labels, n_test = len(labels["test_masks"]), len(data.test_images)
     if n_labels != n_test:

@@ -11,9 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from helpers.model.metrics import PRIMARY, miou_fg, scores
-from helpers.predict.submission import load_test_labels
-
-__all__ = ["load_test_labels", "score_parts"]
 
 
 def score_parts(labels: dict, predictions: np.ndarray, foreground: np.ndarray | None = None) -> dict:

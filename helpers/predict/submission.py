@@ -14,18 +14,17 @@ Command line: `python -m helpers.predict.submission score SUBMISSION.csv --label
 import argparse
 import re
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from helpers.configs.constants import IMAGE_SHAPE, NUM_CLASSES
+from helpers.data.hidden_labels import LabelsError, load_test_labels
 from helpers.runtime.files import atomic_file
 
 N_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
 HEADER = "id," + ",".join(str(i) for i in range(N_PIXELS))
 PARTS = ("all", "public", "private")
-LABEL_KEYS = ("test_masks", "public_ids", "private_ids")
 
 # Each pixel's two output bytes ("3," or "3\n" at a row's end) as one uint16, gathered in a single lookup.
 _CELLS = np.frombuffer(b"".join(b"%d," % c for c in range(NUM_CLASSES)), np.uint16)
@@ -36,7 +35,8 @@ _INTEGER = re.compile(rb"\s*[+-]?\d+\s*")
 
 
 class SubmissionError(ValueError):
-    """A submission CSV, its predictions or its labels file is malformed (message names the problem)."""
+    """A submission CSV, its predictions or the labels file it is scored against is malformed (message names the
+    problem)."""
 
 
 def _check_predictions(predictions) -> np.ndarray:
@@ -136,84 +136,6 @@ def read_submission(path, n_images: int | None = None) -> tuple[np.ndarray, np.n
     return np.arange(len(rows), dtype=np.int64), np.stack(rows).reshape(-1, *IMAGE_SHAPE)
 
 
-PUBLIC_FRACTION = 0.25
-PARTITION_SEED = 0
-
-
-def default_partition(n_images: int) -> tuple[np.ndarray, np.ndarray]:
-    """(public_ids, private_ids) for labels given as a plain mask array: a seeded permutation of the ids
-    (`np.random.default_rng(PARTITION_SEED)`), its first round(25 %) public, the rest private, each sorted —
-    the competition's 25 / 75 split, the same for the same number of images."""
-    order = np.random.default_rng(PARTITION_SEED).permutation(n_images)
-    n_public = max(1, int(round(PUBLIC_FRACTION * n_images))) if n_images > 1 else n_images
-    return np.sort(order[:n_public]).astype(np.int64), np.sort(order[n_public:]).astype(np.int64)
-
-
-def load_test_labels(labels_path) -> dict:
-    """Load and validate hidden test labels: an npz with `test_masks` (N, 64, 128) ints 0..4 and
-    `public_ids`/`private_ids` ints in 0..N-1, or a plain (N, 64, 128) mask array (`.npy`, or an npz holding
-    only `test_masks`), whose public and private parts then come from `default_partition`."""
-    labels_path = Path(labels_path)
-    if not labels_path.is_file():
-        raise SubmissionError(f"labels file {labels_path} does not exist")
-    try:
-        archive = np.load(labels_path, allow_pickle=False)
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
-        raise SubmissionError(f"labels file {labels_path} is not a readable .npy or .npz ({error})") from None
-    if isinstance(archive, np.lib.npyio.NpzFile):
-        with archive:
-            files = archive.files
-            wanted = LABEL_KEYS if set(files) != {"test_masks"} else ("test_masks",)
-            missing = [key for key in wanted if key not in files]
-            if missing:
-                raise SubmissionError(f"labels file {labels_path} lacks {', '.join(missing)}; expected an npz with "
-                                      f"{', '.join(LABEL_KEYS)}, or a plain (N, 64, 128) mask array")
-            try:
-                labels = {key: archive[key] for key in wanted}
-            except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
-                raise SubmissionError(f"labels file {labels_path} is not a readable npz ({error})") from None
-    else:
-        labels = {"test_masks": archive}
-    masks = labels["test_masks"]
-    if masks.ndim != 3 or masks.shape[1:] != IMAGE_SHAPE or not np.issubdtype(masks.dtype, np.integer) or not len(masks):
-        raise SubmissionError(f"labels file {labels_path}: test_masks has shape {masks.shape} dtype {masks.dtype}; "
-                              "expected (N, 64, 128) integers")
-    if int(masks.min()) < 0 or int(masks.max()) >= NUM_CLASSES:
-        raise SubmissionError(f"labels file {labels_path}: test_masks values outside 0..{NUM_CLASSES - 1}")
-    if "public_ids" not in labels:
-        labels["public_ids"], labels["private_ids"] = default_partition(len(masks))
-    for key in ("public_ids", "private_ids"):
-        ids = labels[key]
-        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
-            raise SubmissionError(f"labels file {labels_path}: {key} must be a 1-D integer array, "
-                                  f"got shape {ids.shape} dtype {ids.dtype}")
-        if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= len(masks)):
-            raise SubmissionError(f"labels file {labels_path}: {key} outside 0..{len(masks) - 1}")
-        if len(np.unique(ids)) != len(ids):
-            raise SubmissionError(f"labels file {labels_path}: {key} repeats an id")
-    both = np.intersect1d(labels["public_ids"], labels["private_ids"])
-    if len(both):
-        raise SubmissionError(f"labels file {labels_path}: {len(both)} id(s) are both public and private (e.g. "
-                              f"{int(both[0])}); each test image belongs to exactly one part")
-    missing = len(masks) - len(labels["public_ids"]) - len(labels["private_ids"])
-    if missing:
-        raise SubmissionError(f"labels file {labels_path}: public_ids and private_ids cover {len(masks) - missing} of "
-                              f"the {len(masks)} test images; together they must cover every id 0..{len(masks) - 1}")
-    return labels
-
-
-def labels_fingerprint(labels: dict) -> str:
-    """Content hash of loaded labels (`load_test_labels`): masks and both parts, so the same labels in any file
-    give the same value and any change to a mask or a part gives another."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for key in LABEL_KEYS:
-        array = np.ascontiguousarray(labels[key], dtype=np.uint8 if key == "test_masks" else np.int64)
-        digest.update(key.encode() + str(array.shape).encode() + array.tobytes())
-    return digest.hexdigest()[:16]
-
-
 def score_submission(path, labels_path, part: str = "all") -> dict:
     """Score a submission CSV against a labels npz on the `part` ("all", "public" or "private") of the test set.
 
@@ -223,7 +145,10 @@ def score_submission(path, labels_path, part: str = "all") -> dict:
     """
     if part not in PARTS:
         raise SubmissionError(f"part {part!r} is unknown; use one of {', '.join(PARTS)}")
-    labels = load_test_labels(labels_path)
+    try:
+        labels = load_test_labels(labels_path)
+    except LabelsError as error:
+        raise SubmissionError(str(error)) from None
     masks = labels["test_masks"]
     _, predictions = read_submission(path)
     if len(predictions) != len(masks):

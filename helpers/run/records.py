@@ -21,9 +21,10 @@ from helpers.runtime.paths import PACKAGE_DIR, package_files, reports_dir
 # Files of helpers/ that cannot change a run's numbers (orchestration, reporting, packaging), as paths relative to the
 # package; a name ending in "/" is a whole subpackage. Editing them keeps the records. Every other module of helpers/,
 # at any depth, is part of the code fingerprint (`numeric_modules`).
-NOT_NUMERIC = frozenset({"__init__.py", "study/", "kaggle/", "runtime/paths.py", "runtime/files.py", "model/flops.py",
-                         "predict/leaderboard.py", "predict/submission.py", "run/backend_choice.py", "run/claims.py",
-                         "run/progress.py", "run/projection.py", "run/records.py"})
+NOT_NUMERIC = frozenset({"__init__.py", "study/", "kaggle/", "runtime/paths.py", "runtime/files.py",
+                         "data/hidden_labels.py", "model/flops.py", "predict/leaderboard.py", "predict/submission.py",
+                         "run/backend_choice.py", "run/claims.py", "run/progress.py", "run/projection.py",
+                         "run/records.py"})
 
 
 def is_numeric(relative: str) -> bool:

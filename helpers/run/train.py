@@ -38,6 +38,7 @@ from helpers.configs import experiments
 from helpers.configs.profiles import get_profile
 from helpers.data.augment import blend_big_rocks, geometric_augmenter
 from helpers.data.dataset import make_dataset
+from helpers.data.hidden_labels import load_test_labels
 from helpers.data.loading import MarsData, load_mars
 from helpers.data.splits import make_split
 from helpers.model.callbacks import DynamicLossWeights, LearningRateLog, training_callbacks
@@ -47,7 +48,7 @@ from helpers.model.metrics import MONITOR, PRIMARY, best_constant_score, miou_fg
 from helpers.model.models import build_model, count_params
 from helpers.model.optim import make_optimizer
 from helpers.predict import decoding
-from helpers.predict.leaderboard import load_test_labels, score_parts
+from helpers.predict.leaderboard import score_parts
 from helpers.predict.submission import write_submission
 from helpers.run import claims, progress
 from helpers.run.records import all_records, code_fingerprint, read_record, run_dir, run_key
