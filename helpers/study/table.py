@@ -245,6 +245,16 @@ def compare(chosen: dict, a: str, b: str, path: tuple = PRIMARY_PATH) -> str:
     return text + (f" [{'; '.join(notes)}]" if notes else "")
 
 
+def beats(chosen: dict, a: str, b: str, path: tuple = PRIMARY_PATH, factor: float = 2.0) -> dict:
+    """Whether row `a` beats row `b`: it leads by more than `factor` times the std of their paired difference over
+    at least two common seeds, under fair controls (`paired`): the Improved track's acceptance rule."""
+    result = paired(chosen, a, b, path, factor)
+    if result["seeds"] < 2:
+        return {**result, "beats": False, "why": result["why"] if result["why"] == MISSING else
+                "fewer than two common seeds: no paired spread to beat"}
+    return {**result, "beats": bool(result["real"] and result["gain"] > 0)}
+
+
 def constant_test_score(record: dict) -> dict | None:
     """The best constant predictor on the record's test split: from the record, else from its saved y_true."""
     stored = (record.get("constant_baseline") or {}).get("test")
@@ -548,18 +558,6 @@ def main(argv=None) -> int:
         return 2
     print(paths["md"].read_text())
     return 0
-
-
-
-
-def beats(chosen: dict, a: str, b: str, path: tuple = PRIMARY_PATH, factor: float = 2.0) -> dict:
-    """Whether row `a` beats row `b`: it leads by more than `factor` times the std of their paired difference over
-    at least two common seeds, under fair controls (`paired`): the Improved track's acceptance rule."""
-    result = paired(chosen, a, b, path, factor)
-    if result["seeds"] < 2:
-        return {**result, "beats": False, "why": result["why"] if result["why"] == MISSING else
-                "fewer than two common seeds: no paired spread to beat"}
-    return {**result, "beats": bool(result["real"] and result["gain"] > 0)}
 
 
 if __name__ == "__main__":
