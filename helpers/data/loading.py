@@ -203,6 +203,14 @@ def kaggle_input_dir() -> Path:
     return Path(os.environ.get("MARS_KAGGLE_INPUT", "/kaggle/input"))
 
 
+def find_under(root, name: str = REAL_FILENAME) -> Path | None:
+    """The first file called `name` (sorted paths) anywhere under the folder `root`; None if there is none (or no
+    such folder): how the competition file is found in a Kaggle input folder."""
+    root = Path(root)
+    found = sorted(root.glob(f"**/{name}")) if root.is_dir() else []
+    return found[0] if found else None
+
+
 def find_data_file(path=None) -> tuple[Path | None, str]:
     """Apply the search order; return (path or None for 'use the synthetic default', rule that matched)."""
     if path is not None:
@@ -212,11 +220,9 @@ def find_data_file(path=None) -> tuple[Path | None, str]:
     local = data_dir() / REAL_FILENAME
     if local.exists():
         return local, f"data/{REAL_FILENAME}"
-    kaggle = kaggle_input_dir()
-    if kaggle.is_dir():
-        found = sorted(kaggle.glob(f"**/{REAL_FILENAME}"))
-        if found:
-            return found[0], "Kaggle input"
+    found = find_under(kaggle_input_dir())
+    if found is not None:
+        return found, "Kaggle input"
     return None, "synthetic default"
 
 

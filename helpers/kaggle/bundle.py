@@ -44,6 +44,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from helpers.data.loading import REAL_FILENAME, find_under
 from helpers.runtime.paths import PACKAGE_DIR, REPO_ROOT, package_files
 
 COMPETITION = "an-2-dl-2024-2025-homework-2"
@@ -51,7 +52,7 @@ MODELS = {"final": "Final Model", "improved": "Improved"}  # --model -> the entr
 TITLES = {"final": "Mars Terrain Final Model", "improved": "Mars Terrain Improved Model"}
 PLACEHOLDER_USER = "your-kaggle-username"
 DEFAULT_OUT = REPO_ROOT / "dist" / "kaggle"
-DATA_FILENAME = "mars_for_students.npz"
+DATA_FILENAME = REAL_FILENAME
 SUMMARY_FILENAME = "kernel_summary.json"
 KAGGLE_RUN_LIMIT_S = 12 * 3600  # a Kaggle GPU session's run-time limit
 TIME_BUDGET_S = KAGGLE_RUN_LIMIT_S - 3600  # default training budget: an hour for set-up, prediction and the CSV
@@ -139,11 +140,11 @@ def find_competition_file(input_dir) -> Path:
     if not root.is_dir():
         raise KernelError(f"input folder {root} does not exist: attach the competition data "
                           f"(Add Input → Competitions → {COMPETITION}) or set INPUT_DIR")
-    found = sorted(root.glob(f"**/{DATA_FILENAME}"))
-    if not found:
+    found = find_under(root, DATA_FILENAME)
+    if found is None:
         raise KernelError(f"no {DATA_FILENAME} under {root}: attach the competition data "
                           f"(Add Input → Competitions → {COMPETITION}) or set INPUT_DIR to the folder holding it")
-    return found[0]
+    return found
 
 
 def kernel_summary(record: dict, submission, rows: int, budget) -> dict:
