@@ -3,8 +3,8 @@ determines the run.
 
 The key hashes the resolved entry settings, the profile, the seed, the data fingerprint and a fingerprint
 of the code that decides a run's numbers (`code_fingerprint`), so a rerun with the same inputs and code
-finds its finished record and reuses it, and anything that changes the run gets a new one. Records live in `reports/runs/<slug>__<key>/record.json`, beside the
-run's history and best model.
+finds its finished record and reuses it, and anything that changes the run gets a new one. Records live in
+`reports/runs/<slug>__<key>/record.json`, beside the run's history and best model.
 """
 from __future__ import annotations
 
@@ -53,10 +53,10 @@ def _code_only(source: str) -> str:
 
 def code_fingerprint(package: Path | None = None, engine: str | None = None) -> str:
     """Hash of the code of helpers/ (or `package`) that decides a run's numbers (`numeric_modules`: models, losses,
-    data...), each module named by its path in the package;
-    docstrings and comments do not count. The Keras backend (`engine`, default the one running) counts too
-    when it is not TensorFlow: the same code gives other numbers on JAX (other random streams and kernels), so a
-    JAX run never reuses a TensorFlow record, while TensorFlow's fingerprints keep their old form."""
+    data...), each module named by its path in the package; docstrings and comments do not count. The Keras
+    backend (`engine`, default the one running) counts too when it is not TensorFlow: the same code gives other
+    numbers on JAX (other random streams and kernels), so a JAX run never reuses a TensorFlow record, while
+    TensorFlow's fingerprints have no backend part."""
     from helpers.runtime import backend
 
     digest = hashlib.sha256()
