@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from helpers.kaggle.bundle import (COMPETITION, SUMMARY_FILENAME, KernelError, bundle, compatibility_problems,
-                            execute_kernel, fake_kaggle_input, find_competition_file, main)
+                                   execute_kernel, fake_kaggle_input, find_competition_file, main)
 from helpers.predict.submission import read_submission, score_submission
 from helpers.runtime.paths import REPO_ROOT
 

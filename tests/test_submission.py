@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers.predict.submission import (HEADER, SubmissionError, main, read_submission, score_submission,
-                                write_submission)
+                                        write_submission)
 
 RNG = np.random.default_rng(7)
 

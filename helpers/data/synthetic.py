@@ -51,7 +51,7 @@ import cv2
 import numpy as np
 
 from helpers.configs.constants import (BACKGROUND, BEDROCK, BIG_ROCK, IMAGE_SHAPE, N_ALIENS_REAL, N_TEST_REAL,
-                               N_TRAIN_REAL, NUM_CLASSES, SAND, SOIL)
+                                      N_TRAIN_REAL, NUM_CLASSES, SAND, SOIL)
 from helpers.runtime.files import atomic_file
 from helpers.runtime.paths import ASSETS_DIR
 

@@ -29,7 +29,7 @@ import keras
 from helpers.runtime import backend
 from helpers.runtime import cpu
 from helpers.runtime.cpu import (cpu_bfloat16_pays, nvidia_gpu_count, nvidia_gpu_present,  # noqa: F401 (this module's API)
-                         visible_cores)
+                                 visible_cores)
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 MIN_MIXED_FLOAT16_CAPABILITY = (7, 0)  # tensor cores: Volta and later
