@@ -54,16 +54,16 @@ def train(args) -> dict:
     import numpy as np
 
     from benchmarks.timing import EpochTimer, rate
-    from helpers.runtime import backend
-    from helpers.data.dataset import make_dataset
-    from helpers.runtime.device import choose_settings, configure, cpu_class, device_facts
     from helpers.configs.experiments import resolve
+    from helpers.configs.profiles import get_profile
+    from helpers.data.dataset import make_dataset
     from helpers.model.flops import TRAINING_FACTOR, forward_flops
     from helpers.model.losses import class_weights_from_masks, combined_loss
     from helpers.model.metrics import training_metrics
     from helpers.model.models import build_model
     from helpers.model.optim import make_optimizer
-    from helpers.configs.profiles import get_profile
+    from helpers.runtime import backend
+    from helpers.runtime.device import choose_settings, configure, cpu_class, device_facts
 
     # float32 always (the benchmark's workload); XLA and the thread pools as the project decides for this process.
     settings = configure(mixed_precision=False)

@@ -31,12 +31,12 @@ def main(argv=None) -> int:
     import keras
 
     from helpers.configs import experiments
-    from helpers.data.loading import load_mars
+    from helpers.configs.profiles import get_profile
     from helpers.data.dataset import make_dataset
+    from helpers.data.loading import load_mars
     from helpers.model.losses import combined_loss
     from helpers.model.metrics import training_metrics
     from helpers.model.models import build_model
-    from helpers.configs.profiles import get_profile
 
     keras.mixed_precision.set_global_policy(args.policy)
     data = load_mars()

@@ -69,12 +69,12 @@ def main(argv=None) -> int:
         parser.error(f"--out {out} is a file, not a folder")
     os.environ["MARS_REPORTS"] = str(out)  # the worker processes' reports folder (process boundary)
     from helpers.configs import experiments
-    from helpers.run import train
-    from helpers.data.loading import load_mars
-    from helpers.runtime.device import describe_device
-    from helpers.run.backend_choice import default_workers
     from helpers.configs.profiles import get_profile
+    from helpers.data.loading import load_mars
+    from helpers.run import train
+    from helpers.run.backend_choice import default_workers
     from helpers.run.records import all_records
+    from helpers.runtime.device import describe_device
     from helpers.runtime.files import write_json_atomic
     from helpers.study.table import write_table
 

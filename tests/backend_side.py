@@ -123,12 +123,12 @@ def main(argv=None) -> int:
     import numpy as np
 
     import helpers  # noqa: F401
-    from helpers.runtime import backend  # noqa: F401
-    from helpers.model import callbacks, metrics, optim
-    from helpers.predict import ensemble, inference, decoding, tta
     from helpers.configs.experiments import FINAL_MIX
+    from helpers.model import callbacks, metrics, optim
     from helpers.model.layers import FEATURE_CHANNELS, FeatureChannels
     from helpers.model.losses import class_weights_from_masks, combined_loss
+    from helpers.predict import ensemble, inference, decoding, tta
+    from helpers.runtime import backend  # noqa: F401
 
     data = dict(np.load(args.inputs))
     ops = keras.ops

@@ -33,9 +33,9 @@ def test_work_counts_training_validation_and_scoring_images(smoke_data, smoke_re
     """Hand count for the smoke profile: 3 × (steps × batch) training images, one validation pass per epoch, the
     test split and the leaderboard subset (the whole test set for the submitted Final Model); a finished record
     is not projected again unless forced."""
+    from helpers.data.splits import make_split
     from helpers.model.models import build_model
     from helpers.run.train import work
-    from helpers.data.splits import make_split
 
     profile = get_profile("smoke")
     split = make_split(smoke_data, variant="clean")
@@ -54,8 +54,8 @@ def test_longest_first_orders_runs_by_their_remaining_work(smoke_data, smoke_rec
     """The workers' order: most GFLOP still to train first (a predictor carries its members' trainings); a
     finished run costs nothing; equal costs keep the given order. A fresh reports/ holding only the Baseline's
     finished record, so runs other tests trained do not count as finished."""
-    from helpers.runtime.files import write_json_atomic
     from helpers.run.train import longest_first, plan, work
+    from helpers.runtime.files import write_json_atomic
 
     profile = get_profile("smoke")
     write_json_atomic(plan("Baseline", smoke_data, profile, 0)["folder"] / "record.json", smoke_records["Baseline"])

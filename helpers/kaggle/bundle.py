@@ -438,8 +438,8 @@ def check(out=None, model: str = "final") -> dict:
     import time
 
     from helpers import held_stderr
-    from helpers.runtime.paths import reports_dir
     from helpers.predict.submission import read_submission
+    from helpers.runtime.paths import reports_dir
 
     out = Path(out) if out is not None else reports_dir()
     out.mkdir(parents=True, exist_ok=True)

@@ -33,8 +33,8 @@ def probe(profile: dict, steps: int = PROBE_STEPS) -> dict:
     extra time: tracing, compilation), through the run's own `build`/`fit` on random images of the data's shape."""
     import keras
 
-    from helpers.run import train
     from helpers.configs.constants import IMAGE_SHAPE, NUM_CLASSES
+    from helpers.run import train
     from helpers.runtime.device import configure
 
     device = configure(threads=False, xla=profile["xla"])

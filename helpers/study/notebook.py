@@ -182,8 +182,8 @@ def start(notebook: str, **params) -> Context:
     values = typed_parameters(params)
     data_path, labels_path, reports = values["DATA_PATH"], values["LABELS_PATH"], values["REPORTS_DIR"]
     profile, seeds, force = values["PROFILE"], values["SEEDS"], values["FORCE"]
-    from helpers.data.loading import load_mars
     from helpers.configs.profiles import get_profile
+    from helpers.data.loading import load_mars
 
     if reports:
         os.environ["MARS_REPORTS"] = str(reports)

@@ -189,8 +189,8 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
     if out_dir.exists() and not out_dir.is_dir():
         raise PipelineError(f"--out {out} is a file, not a folder: pass a folder (it is created if missing)")
     dataset = load_mars(data, labels)  # validates the file (or makes the synthetic default) once, up front
-    from helpers.run import backend_choice
     from helpers import held_stderr
+    from helpers.run import backend_choice
 
     with contextlib.nullcontext() if verbose else held_stderr():  # the probes' CUDA lines on CPU machines
         choice = backend_choice.choose(profile, out_dir, backend)
