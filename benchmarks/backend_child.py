@@ -75,8 +75,8 @@ def train(args) -> dict:
     entry, width = resolve("Baseline"), get_profile("default")["width"]
     epochs = 1 + args.repeats
     model = build_model(**entry["model"], width=width)
-    # The Baseline's AdamW runs at a constant rate: no warm-up or plateau lengths (`helpers.run.train.schedule_lengths`,
-    # in a module that imports TensorFlow) to pass.
+    # The Baseline's AdamW runs at a constant rate: no warm-up or plateau lengths
+    # (`helpers.model.optim.schedule_lengths`) to pass.
     optimizer, extra_callbacks = make_optimizer(entry["optimizer"]["name"], lr=entry["optimizer"]["lr"],
                                                 steps_per_epoch=math.ceil(len(images) / args.batch_size),
                                                 epochs=epochs)

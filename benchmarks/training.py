@@ -23,7 +23,7 @@ from helpers.data.loading import DataSource, MarsData
 from helpers.model.losses import class_weights_from_masks, combined_loss
 from helpers.model.metrics import training_metrics
 from helpers.model.models import build_model
-from helpers.model.optim import make_optimizer
+from helpers.model.optim import make_optimizer, schedule_lengths
 from helpers.run import train
 
 
@@ -64,7 +64,7 @@ def peer(name: str, images: np.ndarray, masks: np.ndarray, *, batch_size: int, r
         model = build_model(**settings["model"], width=width)
         optimizer, _ = make_optimizer(settings["optimizer"]["name"], lr=settings["optimizer"]["lr"],
                                       steps_per_epoch=math.ceil(len(images) / batch_size), epochs=epochs,
-                                      **train.schedule_lengths(epochs))
+                                      **schedule_lengths(epochs))
         loss = combined_loss(loss_settings["terms"], ignore_class=loss_settings["ignore_class"])
         model.compile(optimizer=optimizer, loss=loss, metrics=training_metrics(), jit_compile=False)
         weights = None

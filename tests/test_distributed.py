@@ -23,7 +23,7 @@ import keras, tensorflow as tf
 from helpers.configs.experiments import FINAL_MIX
 from helpers.model.losses import combined_loss
 from helpers.model.models import build_model
-from helpers.run.train import schedule_lengths
+from helpers.model.optim import schedule_lengths
 strategy = device.strategy()
 assert strategy.num_replicas_in_sync == devices, strategy
 rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ import tensorflow as tf
 from helpers.configs.experiments import FINAL_MIX
 from helpers.model import losses, metrics
 from helpers.model.callbacks import DynamicLossWeights, StopOnNaN, training_callbacks
-from helpers.model.optim import OPTIMIZER_NAMES, make_learning_rate, make_optimizer
+from helpers.model.optim import OPTIMIZER_NAMES, make_learning_rate, make_optimizer, patience_for, schedule_lengths
 from helpers.runtime import backend
 
 SHAPE = (12, 16)
@@ -232,8 +232,6 @@ def _profile_lengths():
 
 @pytest.mark.parametrize("epochs", _profile_lengths())
 def test_schedules_fit_the_run_they_are_in(epochs):
-    from helpers.run.train import patience_for, schedule_lengths
-
     lengths, steps = schedule_lengths(epochs), 40
     assert 0 <= lengths["warmup_epochs"] < epochs, "a warm-up never lasts the whole run"
     assert lengths["warmup_epochs"] >= 1 or epochs == 1, "a warm-up lasts at least one epoch where the run has two"

@@ -12,7 +12,7 @@
 - `full`: the report's settings — full data and width, batch 64, up to 120 epochs with early stopping
   (patience 30) on the validation competition mIoU. Meant for a GPU or a Kaggle kernel.
 
-The rule for schedules, every profile alike (`helpers.run.train.schedule_lengths`, `patience_for`): a warm-up
+The rule for schedules, every profile alike (`helpers.model.optim.schedule_lengths`, `patience_for`): a warm-up
 lasts at least one epoch; a cosine reaches its floor at the run's last planned step, and a run on such a
 schedule is not stopped early (EarlyStopping only restores its best epoch); warm restarts run two whole cycles
 and end at the floor; a plateau cut can fire within the run (patience a quarter of it). Constant-rate

@@ -11,12 +11,14 @@ Names (report, section 3 and Network 5):
   floor whatever its length.
 - "lion_plateau": Lion at a float rate plus a `ReduceLROnPlateau` callback that halves it when the
   monitored validation score has not risen for `plateau_patience` epochs (pass one that fits the run:
-  `helpers.run.train.schedule_lengths`; Keras's
-  ReduceLROnPlateau raises with a schedule, hence the float). Lion usually wants a rate 3-10x
-  smaller than AdamW: pass it as `lr`.
+  `schedule_lengths`; Keras's ReduceLROnPlateau raises with a schedule, hence the float). Lion usually
+  wants a rate 3-10x smaller than AdamW: pass it as `lr`.
 - "sgd": SGD, momentum 0.9, Nesterov, cosine decay to 0 over the run (usually wants a larger `lr`).
 
 All use decoupled weight decay `weight_decay` and gradient clipping `clipnorm`.
+
+The schedule policy, every profile alike, lives here too: `schedule_lengths` (warm-up and plateau patience
+that fit a run's length) and `patience_for` (a run on a planned schedule is not stopped early).
 """
 import keras
 import numpy as np
@@ -26,6 +28,28 @@ from helpers.configs.constants import MONITOR
 OPTIMIZER_NAMES = ("adamw", "adamw_warmup_cosine", "adamw_restarts", "lion_plateau", "sgd")
 RESTART_T_MUL = 2.0
 """Each warm-restart cycle is this many times as long as the one before (SGDR's usual doubling)."""
+
+
+def schedule_lengths(epochs: int) -> dict:
+    """Warm-up and plateau patience for a run of `epochs` epochs, so every schedule fits the run it is in.
+
+    Warm-up: 1 epoch in runs of up to 10 epochs, then 1 epoch per 10, at most 5 (never 0, and always shorter
+    than the run). Plateau patience (Lion + ReduceLROnPlateau): a quarter of the run, at least 1 and at most
+    10, so a plateau can cut the rate within the run. Warm restarts run two whole cycles (a third of the run,
+    then two thirds) and end at the floor (`make_learning_rate`); cosine decays reach their floor at the last
+    planned epoch (see `patience_for`)."""
+    return {"warmup_epochs": max(1, min(5, epochs // 10, epochs - 1)) if epochs > 1 else 0,
+            "plateau_patience": max(1, min(10, epochs // 4))}
+
+
+SCHEDULED_OPTIMIZERS = ("adamw_warmup_cosine", "adamw_restarts", "sgd")
+
+
+def patience_for(optimizer: str, epochs: int, patience: int) -> int:
+    """Early-stopping patience: the profile's, except that a run on a planned schedule (warm-up + cosine,
+    restarts, SGD's cosine) always runs to its last planned epoch, where its rate reaches the floor;
+    EarlyStopping then only restores the best epoch's weights. This is the rule for every profile."""
+    return epochs if optimizer in SCHEDULED_OPTIMIZERS else patience
 
 
 def _check_positive_int(name, value):

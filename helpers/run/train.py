@@ -46,7 +46,7 @@ from helpers.model.flops import TRAINING_FACTOR, forward_flops
 from helpers.model.losses import class_weights_from_masks, combined_loss, term_metrics
 from helpers.model.metrics import MONITOR, PRIMARY, best_constant_score, miou_fg, scores, training_metrics
 from helpers.model.models import build_model, count_params
-from helpers.model.optim import make_optimizer
+from helpers.model.optim import make_optimizer, patience_for, schedule_lengths
 from helpers.predict import decoding
 from helpers.predict.leaderboard import score_parts
 from helpers.predict.submission import write_submission
@@ -112,28 +112,6 @@ def budget(reference_images: int, batch_size: int) -> dict:
     the same steps, so it sees each of its images fewer times, never more steps."""
     return {"reference_images": int(reference_images), "batch_size": int(batch_size),
             "steps_per_epoch": max(1, math.ceil(reference_images / batch_size))}
-
-
-def schedule_lengths(epochs: int) -> dict:
-    """Warm-up and plateau patience for a run of `epochs` epochs, so every schedule fits the run it is in.
-
-    Warm-up: 1 epoch in runs of up to 10 epochs, then 1 epoch per 10, at most 5 (never 0, and always shorter
-    than the run). Plateau patience (Lion + ReduceLROnPlateau): a quarter of the run, at least 1 and at most
-    10, so a plateau can cut the rate within the run. Warm restarts run two whole cycles (a third of the run,
-    then two thirds) and end at the floor (`helpers.model.optim`); cosine decays reach their floor at the last planned
-    epoch (see `patience_for`)."""
-    return {"warmup_epochs": max(1, min(5, epochs // 10, epochs - 1)) if epochs > 1 else 0,
-            "plateau_patience": max(1, min(10, epochs // 4))}
-
-
-SCHEDULED_OPTIMIZERS = ("adamw_warmup_cosine", "adamw_restarts", "sgd")
-
-
-def patience_for(optimizer: str, epochs: int, patience: int) -> int:
-    """Early-stopping patience: the profile's, except that a run on a planned schedule (warm-up + cosine,
-    restarts, SGD's cosine) always runs to its last planned epoch, where its rate reaches the floor;
-    EarlyStopping then only restores the best epoch's weights. This is the rule for every profile."""
-    return epochs if optimizer in SCHEDULED_OPTIMIZERS else patience
 
 
 def _history_from_csv(path: Path) -> dict[str, list[float]]:
