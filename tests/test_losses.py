@@ -87,6 +87,16 @@ def test_focal_ignoring_background_averages_over_labelled_pixels():
     assert float(losses.SparseFocalLoss()(y_true, probs)) == pytest.approx(keras_sum / labelled.sum(), rel=1e-5)
 
 
+def test_one_registry_declares_every_term_and_its_kind():
+    assert TERM_NAMES == ("ce", "focal", "dice", "class_limit", "boundary", "low_pass") == tuple(losses.TERMS)
+    assert losses.PIXEL_TERMS == ("ce", "focal", "boundary")
+    assert losses.IMAGE_TERMS == ("dice", "class_limit", "low_pass")
+    for name, term_class in losses.TERMS.items():
+        term = losses.make_term(name)
+        assert type(term) is term_class and term.name == name and term.per_image == (name in losses.IMAGE_TERMS)
+        assert keras.saving.get_registered_object(keras.saving.get_registered_name(term_class)) is term_class
+
+
 @pytest.mark.parametrize("name", TERM_NAMES)
 def test_every_term_accepts_trailing_channel_labels(name):
     y_true, probs = batch(4)

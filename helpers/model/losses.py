@@ -4,7 +4,8 @@ Every loss takes `y_true` integer labels (B, H, W) or (B, H, W, 1) and `y_pred` 
 probabilities (B, H, W, 5), and is a registered Keras `Loss` (so `.keras` files reload after
 `import helpers.model.losses`).
 
-Two kinds of term, and how per-pixel sample weights (the pipeline's `class_weights[y]`) apply:
+The terms are declared once, by name, in `TERMS`. Two kinds of term (each class's `per_image`), and how
+per-pixel sample weights (the pipeline's `class_weights[y]`) apply:
 
 - Pixel terms ("ce", "focal", "boundary") give one value per pixel and follow Keras's convention
   for weighted losses: `sum_i w_i * l_i / n`, where n counts the scored pixels (pixels whose true
@@ -34,11 +35,6 @@ from keras import ops
 
 from helpers.configs.constants import BACKGROUND, LABELLED_CLASSES, NUM_CLASSES
 from helpers.runtime import backend
-
-PIXEL_TERMS = ("ce", "focal", "boundary")
-IMAGE_TERMS = ("dice", "class_limit", "low_pass")
-TERM_NAMES = ("ce", "focal", "dice", "class_limit", "boundary", "low_pass")
-
 
 
 def class_weights_from_masks(masks, cap: float | None = None) -> np.ndarray:
@@ -357,19 +353,26 @@ class LowPassLoss(_SegmentationLoss):
         return {**super().get_config(), "size": self.size}
 
 
+TERMS = {
+    "ce": SparseCrossEntropy,
+    "focal": SparseFocalLoss,
+    "dice": SoftDiceLoss,
+    "class_limit": ClassLimitLoss,
+    "boundary": BoundaryLoss,
+    "low_pass": LowPassLoss,
+}
+"""The loss terms by name: the one place a term is declared. A new term is a `_SegmentationLoss` subclass (its
+`per_image` says which kind it is) and one entry here; the names, the two kinds and `make_term` follow."""
+TERM_NAMES = tuple(TERMS)
+PIXEL_TERMS = tuple(name for name, term in TERMS.items() if not term.per_image)
+IMAGE_TERMS = tuple(name for name, term in TERMS.items() if term.per_image)
+
+
 def make_term(name: str, *, ignore_class=BACKGROUND, **options) -> keras.losses.Loss:
     """One named loss term, e.g. `make_term("dice", smooth=1.0)`."""
-    classes = {
-        "ce": SparseCrossEntropy,
-        "focal": SparseFocalLoss,
-        "dice": SoftDiceLoss,
-        "class_limit": ClassLimitLoss,
-        "boundary": BoundaryLoss,
-        "low_pass": LowPassLoss,
-    }
-    if name not in classes:
+    if name not in TERMS:
         raise ValueError(f"unknown loss term {name!r}: valid names are {', '.join(TERM_NAMES)}.")
-    return classes[name](ignore_class=ignore_class, **options)
+    return TERMS[name](ignore_class=ignore_class, **options)
 
 
 def _check_weights(weights) -> dict[str, float]:
