@@ -73,20 +73,27 @@ def test_profiles_share_their_keys():
 
 
 def test_every_ablation_names_the_entry_it_varies_and_its_notebook_section():
-    from helpers.configs.experiments import SECTIONS, comparison, pairs
+    from helpers.configs.experiments import SECTIONS, comparison, pairs, section_rows
     from helpers.study.pipeline import notebooks
 
     stems = {nb.stem for nb in notebooks()}
     assert all(spec["notebook"] in stems for spec in SECTIONS.values())
+    for entry in ENTRIES:  # a report row names its sections, each once and each a known one
+        assert entry["sections"] and len(set(entry["sections"])) == len(entry["sections"]), entry["name"]
+        assert set(entry["sections"]) <= set(SECTIONS), entry["name"]
+    assert not any("sections" in entry for entry in IMPROVED + ABLATIONS)
     for ablation in ABLATIONS:
         assert set(ablation) >= {"varies", "section"} and "parents" not in ablation, ablation["name"]
         before = comparison(ablation["section"])[:comparison(ablation["section"]).index(ablation["name"])]
         assert ablation["varies"] in before, ablation["name"]
-        assert ablation["name"] not in SECTIONS[ablation["section"]]["rows"]
+        assert ablation["name"] not in section_rows(ablation["section"])
         assert (ablation["name"], ablation["varies"]) in pairs(ablation["section"])
     covered = {name for key in SECTIONS for name in comparison(key)}
     assert set(experiments.names(include_ablations=True)) == covered == set(experiments.notebook_runs())
     assert pairs("fusion") == [(f"Network 8 / {m}", "Network 8") for m in ("add", "continue_add", "gated")]
+    assert comparison("final_rows") == ["Network 6", "Network 7", "Network 8", "Network 9", "Network 10", "Final Model"]
+    assert comparison("improved_track") == ["Baseline", *[e["name"] for e in IMPROVED], "Final Model",
+                                            "Final Model + flip TTA", "Final Model + flip TTA + 2-seed vote"]
     assert ("Network 3", "Network 1") in pairs("class_weights") and ("Network 3", "Network 2") in pairs("class_weights")
     with pytest.raises(ValueError, match="no notebook section matches"):
         experiments.notebook_runs(["07"])

@@ -26,8 +26,9 @@ Settings (all plain data):
 Entries whose delta only changes `inference` train nothing: they predict with the models of the nearest
 ancestor that trains (`trainer`). An entry with `members` K > 1 soft-votes K runs of its trainer at seeds
 `member_seeds(seed, K)`. The report's entries (`TABLE1`) carry the report's two scores (`reported`); the
-"beyond the report" entries (`IMPROVED`) carry none. Ablations name the entry they vary (`varies`) and the
-notebook section that shows them (`section`, a key of `SECTIONS`). Nothing here imports TensorFlow.
+"beyond the report" entries (`IMPROVED`) carry none. The report's entries name the notebook sections that show
+them (`sections`, keys of `SECTIONS`); ablations name the entry they vary (`varies`) and the section that shows
+them (`section`). Nothing here imports TensorFlow.
 """
 from __future__ import annotations
 
@@ -52,49 +53,58 @@ DEFAULTS = {
 
 ENTRIES = [
     {"name": "Baseline", "reported": {"test": 32.81, "kaggle": 32.459}, "parents": [], "delta": {},
+     "sections": ["alien_removal", "channels_or_augmentation"],
      "report": "Baseline Network was a standard UNet (2 downsampling, 2 upsampling blocks, 128-sized bottleneck) "
                "trained on the complete dataset (2118 images).",
      "reading": "All 2615 images (aliens kept), split 2117/236/262; plain sparse cross-entropy over all five "
                 "classes; AdamW lr 1e-3, clipnorm 1.0 (the original's optimizer)."},
     {"name": "Network 1", "reported": {"test": 23.89, "kaggle": 37.051}, "parents": ["Baseline"], "delta": {"data": {"split": "clean"}},
+     "sections": ["alien_removal", "channels_one_at_a_time", "class_weights"],
      "report": "Network 1 improves on Baseline Network by training the model on the dataset filtered as "
                "described above.",
      "reading": "Baseline on the 2505 images left after removing the 110 shared-mask (alien) images."},
     {"name": "Network 2", "reported": {"test": 42.68, "kaggle": 44.082}, "parents": ["Baseline"], "delta": {"model": {"channels": FEATURES}},
+     "sections": ["channels_or_augmentation", "class_weights"],
      "report": "Network 2 improves on Baseline Network by adding channels that filter information about the "
                "image; particularly, we added thresholding, edge detection, laplacian and wavelet filters.",
      "reading": "Baseline (unfiltered data, as the original's 2117/236 split shows) with all four feature "
                 "channels; the one-at-a-time ablation lives in notebook 02."},
     {"name": "Network 3", "reported": {"test": 39.9, "kaggle": 46.326}, "parents": ["Network 1", "Network 2"],
      "delta": {"loss": {"class_weights": {"cap": 10.0}}},
+     "sections": ["class_weights", "optimizers"],
      "report": "Network 3 improves on Network 1 and Network 2 with an optimizer that weights classes "
                "differently based on their frequency (computed on pixel distribution).",
      "reading": "Clean data + feature channels + per-pixel 'balanced' class weights from the training pixel "
                 "distribution, capped at 10 (the 'class weight refinement'; big rock is ~151 uncapped)."},
     {"name": "Network 4", "reported": {"test": 66.6, "kaggle": 39.675}, "parents": ["Network 1"],
      "delta": {"augment": {"flip": "horizontal_and_vertical", "translate": 0.1, "zoom": 0.1}},
+     "sections": ["channels_or_augmentation"],
      "report": "Network 4 tried to improve on Network 2 by adding a geometric augmentation pipeline, as "
                "mentioned above, rather than adding channels.",
      "reading": "Network 2 with the channels replaced by on-the-fly flips/translation/zoom of the training "
                 "split only, on the clean data (the original's 4058/451 counts come from the filtered set; "
                 "its offline augmentation leaked into validation, ours does not)."},
     {"name": "Network 5", "reported": {"test": 47.0, "kaggle": 46.967}, "parents": ["Network 3"], "delta": {"optimizer": {"name": "adamw_warmup_cosine"}},
+     "sections": ["optimizers"],
      "report": "Network 5 improves on Network 3 by implementing a learning rate warm-up and Cosine Decay "
                "schedule to the AdamW optimizer.",
      "reading": "A real linear warm-up to the peak lr, then cosine decay (the original's 'warm-up' went "
                 "down). SGD, Lion + ReduceLROnPlateau and warm restarts are compared in notebook 04."},
     {"name": "Network 6", "reported": {"test": 42.86, "kaggle": 48.459}, "parents": ["Network 3"],
      "delta": {"model": {"arch": "dual_unet", "kind": "twin", "fusion": "concat"}},
+     "sections": ["final_rows"],
      "report": "Network 6 adapts the architecture from Network 3 and implements a Dual UNet architecture.",
      "reading": "Two identical baseline UNets on the same channels, softmax maps concatenated → 1×1 conv "
                 "softmax (the original's fusion); Network 3's optimizer (no schedule)."},
     {"name": "Network 7", "reported": {"test": 49.08, "kaggle": 48.267}, "parents": ["Network 6"], "delta": {"model": {"norm": "group"}},
+     "sections": ["final_rows"],
      "report": "Network 7 implements adaptive normalization. It failed on performance metrics and was abandoned.",
      "reading": "Network 6 with BatchNorm replaced by GroupNorm, as the original did: 8 groups at full "
                 "width, the same channels per group at narrower widths (helpers.model.models.group_norm_groups); the "
                 "λ·x + μ·BN(x) adaptive form is available as norm='adaptive'."},
     {"name": "Network 8", "reported": {"test": 49.04, "kaggle": 50.731}, "parents": ["Network 6"],
      "delta": {"model": {"kind": "global_local", "fusion": "concat"}},
+     "sections": ["final_rows", "fusion"],
      "report": "Network 8 improves on Network 6 by making the two parallel UNet architectures differ: one tries "
                "to implement a global point of view over the data, the other one acts locally. [...] To combine "
                "the output, we empirically established that concatenation works best.",
@@ -103,6 +113,7 @@ ENTRIES = [
                 "compared in notebook 05."},
     {"name": "Network 9", "reported": {"test": 62.99, "kaggle": 61.984}, "parents": ["Network 8", "Network 5"],
      "delta": {"loss": {"terms": dict(FINAL_MIX), "ignore_class": 0, "dynamic": True}},
+     "sections": ["loss_weights", "final_rows", "longer_training"],
      "report": "Network 9 integrates the learning rate schedule from Network 5, by adding losses based on domain "
                "knowledge and weights established either by hyperparameter sweep (class limit loss) or an "
                "adaptive procedure (cross-entropy, focal, dice loss).",
@@ -111,6 +122,7 @@ ENTRIES = [
                 "applied each epoch; the low-pass term is tried in notebook 03."},
     {"name": "Network 10", "reported": {"test": 50.43, "kaggle": 49.736}, "parents": ["Network 9"],
      "delta": {"model": {"se": True, "dilated_bottleneck": True}},
+     "sections": ["final_rows", "longer_training"],
      "report": "Network 10 implements inside the Network 9 architecture the Squeeze-Excitation block and dilated "
                "convolutions. We tried making the training longer, but if failed on performance metrics and "
                "was abandoned.",
@@ -119,6 +131,7 @@ ENTRIES = [
                 "10, each at 1x and 2x the steps), never a silent part of this row."},
     {"name": "Final Model", "reported": {"test": 61.76, "kaggle": 64.91}, "parents": ["Network 9"],
      "delta": {"model": {"initializer": "he_normal"}, "data": {"blend": True}},
+     "sections": ["final_rows"],
      "report": "Final Model improves on Network 9 by adding He weights and image/mask blending.",
      "reading": "Network 9 with HeNormal initialisation and the training split expanded by Poisson blending of "
                 "big-rock regions (one attempt per image + 25 per big-rock source)."},
@@ -212,25 +225,20 @@ ABLATIONS = [
      "reading": "Network 9 with a low-pass term of weight 0.1 added (notebook 03)."},
 ]
 
-# What each notebook section compares: its rows in order, the Table 1 rows first; an ablation joins a section
-# by naming it. A new ablation is one entry in ABLATIONS.
+# The notebook sections, in notebook order. A section's rows are the Table 1 rows that name it (`sections`), in
+# Table 1's order, then the ablations that name it (`section`), in ABLATIONS' order. The one exception is the
+# Improved track's section, which shows the whole track (`rows`), from the row it starts from to the row it must
+# beat. So a new row, Improved step or ablation is one entry, and joins its sections from there.
 SECTIONS = {
-    "alien_removal": {"notebook": "01_eda_and_aliens", "title": "Removing the aliens",
-                      "rows": ["Baseline", "Network 1"]},
-    "channels_one_at_a_time": {"notebook": "02_feature_channels", "title": "Channels one at a time",
-                               "rows": ["Network 1"]},
-    "channels_or_augmentation": {"notebook": "02_feature_channels", "title": "Channels or augmentation",
-                                 "rows": ["Baseline", "Network 2", "Network 4"]},
-    "class_weights": {"notebook": "03_loss_design", "title": "Class weights",
-                      "rows": ["Network 1", "Network 2", "Network 3"]},
-    "loss_weights": {"notebook": "03_loss_design", "title": "Loss mix and dynamic weights", "rows": ["Network 9"]},
-    "optimizers": {"notebook": "04_optimizers", "title": "Optimizers and schedules",
-                   "rows": ["Network 3", "Network 5"]},
-    "final_rows": {"notebook": "05_final_training", "title": "Networks 6-10 and the Final Model",
-                   "rows": ["Network 6", "Network 7", "Network 8", "Network 9", "Network 10", "Final Model"]},
-    "fusion": {"notebook": "05_final_training", "title": "Fusion of the two subnets", "rows": ["Network 8"]},
-    "longer_training": {"notebook": "05_final_training", "title": "Longer training: Networks 9 and 10 at 1x and 2x",
-                        "rows": ["Network 9", "Network 10"]},
+    "alien_removal": {"notebook": "01_eda_and_aliens", "title": "Removing the aliens"},
+    "channels_one_at_a_time": {"notebook": "02_feature_channels", "title": "Channels one at a time"},
+    "channels_or_augmentation": {"notebook": "02_feature_channels", "title": "Channels or augmentation"},
+    "class_weights": {"notebook": "03_loss_design", "title": "Class weights"},
+    "loss_weights": {"notebook": "03_loss_design", "title": "Loss mix and dynamic weights"},
+    "optimizers": {"notebook": "04_optimizers", "title": "Optimizers and schedules"},
+    "final_rows": {"notebook": "05_final_training", "title": "Networks 6-10 and the Final Model"},
+    "fusion": {"notebook": "05_final_training", "title": "Fusion of the two subnets"},
+    "longer_training": {"notebook": "05_final_training", "title": "Longer training: Networks 9 and 10 at 1x and 2x"},
     "improved_track": {"notebook": "06_beyond_the_report", "title": "The Improved track, step by step",
                        "rows": ["Baseline", *[entry["name"] for entry in IMPROVED], "Final Model"]},
 }
@@ -250,11 +258,19 @@ def parents(name: str) -> list[str]:
     return list(entry["parents"]) if "parents" in entry else [entry["varies"]]
 
 
-def comparison(key: str) -> list[str]:
-    """The rows a notebook section compares under `key` (see SECTIONS): its listed rows, then its ablations."""
+def section_rows(key: str) -> list[str]:
+    """The rows (not ablations) of notebook section `key`: the Table 1 rows that name it, in Table 1's order, or
+    the section's own `rows` (the Improved track's)."""
     if key not in SECTIONS:
         raise ValueError(f"unknown section {key!r}: choose one of {', '.join(SECTIONS)}")
-    return SECTIONS[key]["rows"] + [a["name"] for a in ABLATIONS if a["section"] == key]
+    if "rows" in SECTIONS[key]:
+        return list(SECTIONS[key]["rows"])
+    return [entry["name"] for entry in ENTRIES if key in entry["sections"]]
+
+
+def comparison(key: str) -> list[str]:
+    """The rows a notebook section compares under `key` (see SECTIONS): its rows, then its ablations."""
+    return section_rows(key) + [a["name"] for a in ABLATIONS if a["section"] == key]
 
 
 def pairs(key: str) -> list[tuple[str, str]]:
