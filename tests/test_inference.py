@@ -62,14 +62,6 @@ def test_one_image_no_image_and_a_channel_axis(model):
     assert empty.shape == (0, 64, 128) and empty.dtype == np.uint8
 
 
-def test_train_predict_labels_gives_the_same_labels(model):
-    from helpers.run.train import predict_labels as train_predict_labels
-
-    images = _images(6, seed=3)
-    expected = _reference(model, images)[1]
-    np.testing.assert_array_equal(train_predict_labels(model, images, batch_size=4, run_eagerly=True), expected)
-
-
 def test_one_trace_serves_every_batch_and_later_calls():
     keras.utils.set_random_seed(1)
     model = build_model("unet", width=0.125, depth=1)

@@ -48,6 +48,7 @@ from helpers.model.metrics import MONITOR, PRIMARY, best_constant_score, miou_fg
 from helpers.model.models import build_model, count_params
 from helpers.model.optim import make_optimizer, patience_for, schedule_lengths
 from helpers.predict import decoding
+from helpers.predict.inference import predict_labels
 from helpers.predict.leaderboard import score_parts
 from helpers.predict.submission import write_submission
 from helpers.run import claims, progress
@@ -121,13 +122,6 @@ def _history_from_csv(path: Path) -> dict[str, list[float]]:
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
     return {key: [float(row[key]) for row in rows if row.get(key) not in (None, "")] for key in (rows[0] if rows else {})}
-
-
-def predict_labels(models, images: np.ndarray, **options) -> np.ndarray:
-    """Class ids (N, 64, 128) uint8 for float images in [0, 1] (`helpers.predict.inference.predict_labels`)."""
-    from helpers.predict.inference import predict_labels as fast_predict_labels
-
-    return fast_predict_labels(models, images, **options)
 
 
 def _versions() -> dict:
