@@ -1,6 +1,7 @@
 """The notebook series and the papermill pipeline (smoke profile on a small synthetic set)."""
 import ast
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -124,7 +125,10 @@ def test_a_failing_notebook_is_named_and_records_are_kept(tmp_path, monkeypatch,
     with pytest.raises(PipelineError, match=r"01_broken.ipynb failed in cell \d+ .*RuntimeError: boom"):
         pipeline.execute(folder / "01_broken.ipynb", out / "executed.ipynb", params)
     assert (out / "runs" / "kept" / "record.json").exists()
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("MARS_REPORTS", str(elsewhere))  # --out wins for the run, then the caller's value comes back
     assert pipeline.main(["--profile", "smoke", "--data", smoke_data.source.path, "--out", str(out), "--workers", "1"]) == 1
+    assert os.environ["MARS_REPORTS"] == str(elsewhere) and not elsewhere.exists()  # the kernel wrote into out
 
 
 def test_failing_training_workers_stop_the_pipeline_with_one_line(tmp_path, competition_file):

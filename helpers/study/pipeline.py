@@ -195,62 +195,66 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
     with contextlib.nullcontext() if verbose else held_stderr():  # the probes' CUDA lines on CPU machines
         choice = backend_choice.choose(profile, out_dir, backend)
     os.environ["KERAS_BACKEND"] = choice["backend"]  # before Keras is imported here; the workers and kernels inherit it
-    if out:
-        os.environ["MARS_REPORTS"] = str(out_dir)
-    executed_dir = out_dir / "executed"
-    executed_dir.mkdir(parents=True, exist_ok=True)
-    print(f"data: {dataset.source.label()}; profile {profile}; seeds {seeds}; outputs in {out_dir}", flush=True)
-    print(backend_choice.describe(choice), flush=True)
-    parameters = {"DATA_PATH": dataset.source.path, "LABELS_PATH": dataset.source.labels_path,
-                  "PROFILE": profile, "SEEDS": seeds, "REPORTS_DIR": str(out_dir), "FORCE": force}
-    if set(parameters) != set(PARAMETERS):  # the notebooks declare helpers.study.notebook.PARAMETERS, no more, no less
-        raise PipelineError(f"the pipeline passes {sorted(parameters)}, the notebooks declare {sorted(PARAMETERS)}")
-    timings, training_seconds = {}, None
-    from helpers.configs.experiments import notebook_runs
+    # --out reaches this process's own lookups (records, the projection's finished runs), the training workers and
+    # the kernels through MARS_REPORTS, for this call only: the caller's value comes back afterwards.
+    with _environment({"MARS_REPORTS": str(out_dir)} if out else {}):
+        executed_dir = out_dir / "executed"
+        executed_dir.mkdir(parents=True, exist_ok=True)
+        print(f"data: {dataset.source.label()}; profile {profile}; seeds {seeds}; outputs in {out_dir}", flush=True)
+        print(backend_choice.describe(choice), flush=True)
+        parameters = {"DATA_PATH": dataset.source.path, "LABELS_PATH": dataset.source.labels_path,
+                      "PROFILE": profile, "SEEDS": seeds, "REPORTS_DIR": str(out_dir), "FORCE": force}
+        if set(parameters) != set(PARAMETERS):  # the notebooks declare helpers.study.notebook.PARAMETERS, exactly
+            raise PipelineError(f"the pipeline passes {sorted(parameters)}, the notebooks declare "
+                                f"{sorted(PARAMETERS)}")
+        timings, training_seconds = {}, None
+        from helpers.configs.experiments import notebook_runs
 
-    runs = notebook_runs([nb.stem for nb in chosen] if only else None)
-    if workers is None and choice.get("workers"):
-        workers = choice["workers"]  # the layout the probe found fastest
-    if workers is None:
-        with contextlib.nullcontext() if verbose else held_stderr():  # CUDA probing lines (cuInit on CPU machines)
-            workers = backend_choice.default_workers()
-    with contextlib.nullcontext() if verbose else held_stderr():
-        probed = choice.get("probe")  # the chosen layout's probe, if just taken
-        projection = _projection(runs, seeds, profile, dataset, workers, force,
-                                 probed if probed and probed["workers"] == workers else None)
-    log = out_dir / "progress.log"
-    log.write_text("")
-    kernels_env = {"MARS_PROGRESS_LOG": str(log), "MARS_PROGRESS_STARTED": str(time.time()),
-                   "MARS_PROGRESS_TOTAL": str(len(announced(runs, seeds))),
-                   "MARS_PROGRESS_WORKERS": str(workers)}
-    if not verbose:
-        kernels_env["TF_CPP_MIN_LOG_LEVEL"] = "3"  # the kernels' C++ start-up noise (cuInit on CPU machines...)
-    with _environment(kernels_env), _echo(log):
-        if workers > 1:
-            print(f"training every run with {workers} workers (their output: {out_dir / 'workers.log'}) ...", flush=True)
-            training_seconds = pretrain(workers, profile=profile, data=dataset.source.path,
-                                        labels=dataset.source.labels_path, seeds=seeds, force=force,
-                                        log=out_dir / "workers.log", only=[nb.stem for nb in chosen] if only else None)
-            print(f"  every run trained in {training_seconds / 60:.0f} min; the notebooks reuse them", flush=True)
-            parameters["FORCE"] = False  # the workers just retrained what --force asked for
-        for notebook in chosen:
-            print(f"running {notebook.name} (elapsed {(time.perf_counter() - started) / 60:.0f} min) ...",
-                  flush=True)
-            timings[notebook.stem] = execute(notebook, executed_dir / notebook.name, parameters, verbose=verbose)
-            print(f"  {notebook.stem} done in {timings[notebook.stem]:.0f} s", flush=True)
-    table = write_table(profile=profile, fingerprint=dataset.source.fingerprint, seeds=seeds, out_dir=out_dir)
-    print(f"Table 1: {table['md']}", flush=True)
-    if not only:
-        from helpers.runtime.device import describe_device
-        from helpers.runtime.files import write_json_atomic
+        runs = notebook_runs([nb.stem for nb in chosen] if only else None)
+        if workers is None and choice.get("workers"):
+            workers = choice["workers"]  # the layout the probe found fastest
+        if workers is None:
+            with contextlib.nullcontext() if verbose else held_stderr():  # CUDA probing lines (cuInit on CPU machines)
+                workers = backend_choice.default_workers()
+        with contextlib.nullcontext() if verbose else held_stderr():
+            probed = choice.get("probe")  # the chosen layout's probe, if just taken
+            projection = _projection(runs, seeds, profile, dataset, workers, force,
+                                     probed if probed and probed["workers"] == workers else None)
+        log = out_dir / "progress.log"
+        log.write_text("")
+        kernels_env = {"MARS_PROGRESS_LOG": str(log), "MARS_PROGRESS_STARTED": str(time.time()),
+                       "MARS_PROGRESS_TOTAL": str(len(announced(runs, seeds))),
+                       "MARS_PROGRESS_WORKERS": str(workers)}
+        if not verbose:
+            kernels_env["TF_CPP_MIN_LOG_LEVEL"] = "3"  # the kernels' C++ start-up noise (cuInit on CPU machines...)
+        with _environment(kernels_env), _echo(log):
+            if workers > 1:
+                print(f"training every run with {workers} workers (their output: {out_dir / 'workers.log'}) ...",
+                      flush=True)
+                training_seconds = pretrain(workers, profile=profile, data=dataset.source.path,
+                                            labels=dataset.source.labels_path, seeds=seeds, force=force,
+                                            log=out_dir / "workers.log",
+                                            only=[nb.stem for nb in chosen] if only else None)
+                print(f"  every run trained in {training_seconds / 60:.0f} min; the notebooks reuse them", flush=True)
+                parameters["FORCE"] = False  # the workers just retrained what --force asked for
+            for notebook in chosen:
+                print(f"running {notebook.name} (elapsed {(time.perf_counter() - started) / 60:.0f} min) ...",
+                      flush=True)
+                timings[notebook.stem] = execute(notebook, executed_dir / notebook.name, parameters, verbose=verbose)
+                print(f"  {notebook.stem} done in {timings[notebook.stem]:.0f} s", flush=True)
+        table = write_table(profile=profile, fingerprint=dataset.source.fingerprint, seeds=seeds, out_dir=out_dir)
+        print(f"Table 1: {table['md']}", flush=True)
+        if not only:
+            from helpers.runtime.device import describe_device
+            from helpers.runtime.files import write_json_atomic
 
-        write_json_atomic(out_dir / "bench_pipeline.json", {
-            "profile": profile, "seeds": seeds, "data": dataset.source.label(), "device": describe_device(),
-            "workers": workers, "projected_training_seconds": projection and projection["seconds"],
-            "training_workers_seconds": training_seconds, "notebook_seconds": timings,
-            "total_seconds": time.perf_counter() - started,
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    return {"notebooks": timings, "table": table, "workers": workers, "projection": projection}
+            write_json_atomic(out_dir / "bench_pipeline.json", {
+                "profile": profile, "seeds": seeds, "data": dataset.source.label(), "device": describe_device(),
+                "workers": workers, "projected_training_seconds": projection and projection["seconds"],
+                "training_workers_seconds": training_seconds, "notebook_seconds": timings,
+                "total_seconds": time.perf_counter() - started,
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        return {"notebooks": timings, "table": table, "workers": workers, "projection": projection}
 
 
 def main(argv=None) -> int:
