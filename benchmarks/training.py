@@ -25,6 +25,7 @@ from helpers.model.metrics import training_metrics
 from helpers.model.models import build_model
 from helpers.model.optim import make_optimizer, schedule_lengths
 from helpers.run import train
+from helpers.run.steps import Prepared
 
 
 def bench_profile(batch_size: int, epochs: int) -> dict:
@@ -39,7 +40,8 @@ def ours(name: str, images: np.ndarray, masks: np.ndarray, *, batch_size: int, r
     data = MarsData(train_images=images, train_masks=masks, test_images=images[:1],
                     source=DataSource(kind="benchmark", path="", fingerprint="bench", labels_path=None,
                                       found_by="benchmark"))
-    prepared = {"arrays": {"train": (images, masks), "val": (images[:batch_size], masks[:batch_size])}}
+    prepared = Prepared(arrays={"train": (images, masks), "val": (images[:batch_size], masks[:batch_size])},
+                        indices={}, info={"budget": train.budget(len(images), batch_size)})
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as folder:
         previous = os.environ.get("MARS_REPORTS")

@@ -87,7 +87,7 @@ data = load_mars(sys.argv[2], sys.argv[3])
 from helpers.configs.profiles import get_profile
 profile = {**get_profile("smoke"), "name": "smoke-graph", "run_eagerly": False}  # collectives need graphs
 record = train.run("Network 1", data, profile, 0, verbose=0)
-model = keras.models.load_model(os.path.join(str(train.plan("Network 1", data, profile, 0)["folder"]), "best.keras"))
+model = keras.models.load_model(os.path.join(str(train.plan("Network 1", data, profile, 0).folder), "best.keras"))
 print(json.dumps({"replicas": chosen.num_replicas_in_sync, "weights": [v.numpy().tolist() for v in model.weights],
                   "task": json.loads(sys.argv[1])["task"]["index"]}))
 """

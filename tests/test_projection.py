@@ -58,7 +58,7 @@ def test_longest_first_orders_runs_by_their_remaining_work(smoke_data, smoke_rec
     from helpers.runtime.files import write_json_atomic
 
     profile = get_profile("smoke")
-    write_json_atomic(plan("Baseline", smoke_data, profile, 0)["folder"] / "record.json", smoke_records["Baseline"])
+    write_json_atomic(plan("Baseline", smoke_data, profile, 0).folder / "record.json", smoke_records["Baseline"])
     names = ["Baseline", "Improved (b) never class 0", "Improved (a) focal, no background", "Network 9 / 2x steps"]
     cost = {job["name"]: job["gflop"] for job in work(names, 1, profile, smoke_data)}
     assert "Baseline" not in cost and cost["Network 9 / 2x steps"] > cost["Improved (a) focal, no background"]

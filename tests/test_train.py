@@ -99,7 +99,7 @@ def test_interrupted_run_resumes_from_its_last_epoch(smoke_data, smoke_records):
     with pytest.raises(train.RunInterrupted, match=r"interrupted after 2 of 3 epochs; the same command resumes "
                                                    r"from epoch 3"):
         train.run("Network 1", smoke_data, profile, 0, verbose=0, callbacks=[Interrupt(2)])
-    folder = train.plan("Network 1", smoke_data, profile, 0)["folder"]
+    folder = train.plan("Network 1", smoke_data, profile, 0).folder
     assert not (folder / "record.json").exists() and (folder / train.STAGING / "backup").exists()
     assert {p: p.read_text() for p in before} == before, "records already written are kept"
     first_part = json.loads((folder / train.STAGING / train.PARTS).read_text())

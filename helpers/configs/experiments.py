@@ -33,6 +33,7 @@ them (`section`). Nothing here imports TensorFlow.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 
 FEATURES = ["threshold", "edges", "laplacian", "wavelet"]
@@ -312,26 +313,42 @@ def member_seeds(seed: int, members: int) -> list[int]:
     return [seed + MEMBER_SEED_STRIDE * i for i in range(members)]
 
 
-def trainings(runs: list[str], seeds: int) -> list[tuple[str, int, bool]]:
-    """(entry, seed, member) of every model that `runs` × seeds 0..seeds-1 train, each once, teachers before
-    their students: a predictor trains its trainer at the member seeds, a self-trained student its teacher's
-    models first. The same walk `helpers.run.train.run` takes, without training anything (for the run's projected time)."""
-    found: dict[tuple[str, int], bool] = {}
+@dataclass(frozen=True)
+class Member:
+    """A run's place in an ensemble, stated rather than read off its seed: model `index` (0 first) of the
+    predictor run at seed `of_seed`. It trains at `member_seeds(of_seed, ...)[index]`; a self-trained member's
+    teacher trains at `of_seed`, the predictor's own seed."""
 
-    def visit(name: str, seed: int, member: bool = False) -> None:
+    of_seed: int
+    index: int
+
+
+def models(runs: list[str], seeds: int) -> list[tuple[str, int, Member | None]]:
+    """(entry, seed, member) of every model that `runs` × seeds 0..seeds-1 train, each once, teachers before
+    their students: a predictor trains its trainer at the member seeds (`member`: its place in the ensemble;
+    None for a model trained as a row or a teacher), a self-trained student its teacher's models first. The same
+    walk `helpers.run.train.run` takes, without training anything (for the run's projected time)."""
+    found: dict[tuple[str, int], Member | None] = {}
+
+    def visit(name: str, seed: int, member: Member | None = None) -> None:
         settings = resolve(name)
-        if not member and (settings["inference"]["members"] > 1 or trainer(name) != name):
-            for each in member_seeds(seed, settings["inference"]["members"]):
-                visit(trainer(name), each, member=True)
+        if member is None and (settings["inference"]["members"] > 1 or trainer(name) != name):
+            for index, each in enumerate(member_seeds(seed, settings["inference"]["members"])):
+                visit(trainer(name), each, Member(of_seed=seed, index=index))
             return
         if settings["self_training"]:
-            visit(parents(name)[0], seed % MEMBER_SEED_STRIDE)
+            visit(parents(name)[0], seed if member is None else member.of_seed)
         found.setdefault((name, seed), member)
 
     for seed in range(seeds):
         for name in runs:
             visit(name, seed)
     return [(name, seed, member) for (name, seed), member in found.items()]
+
+
+def trainings(runs: list[str], seeds: int) -> list[tuple[str, int, bool]]:
+    """`models`, each with whether it is an ensemble's member (True) rather than its place in the ensemble."""
+    return [(name, seed, member is not None) for name, seed, member in models(runs, seeds)]
 
 
 def names(include_ablations: bool = False) -> list[str]:

@@ -35,6 +35,7 @@ def probe(profile: dict, steps: int = PROBE_STEPS) -> dict:
 
     from helpers.configs.constants import IMAGE_SHAPE, NUM_CLASSES
     from helpers.run import train
+    from helpers.run.steps import Plan, Prepared
     from helpers.runtime.device import configure
 
     device = configure(threads=False, xla=profile["xla"])
@@ -52,10 +53,11 @@ def probe(profile: dict, steps: int = PROBE_STEPS) -> dict:
             seconds.append(time.perf_counter() - self.started)
 
     with tempfile.TemporaryDirectory() as folder:
-        run_plan = {"settings": experiments.resolve("Baseline"), "profile": profile, "seed": 0, "epochs": 2,
-                    "patience": 2, "folder": Path(folder)}
-        prepared = {"arrays": {"train": (images, masks), "val": (images[:batch], masks[:batch])},
-                    "info": {"budget": {"steps_per_epoch": steps}}}
+        run_plan = Plan(name="Baseline", entry=experiments.get_entry("Baseline"), settings=experiments.resolve("Baseline"),
+                        profile=profile, seed=0, role="row", member=None, key="probe", code="probe",
+                        folder=Path(folder), epochs=2, patience=2)
+        prepared = Prepared(arrays={"train": (images, masks), "val": (images[:batch], masks[:batch])}, indices={},
+                            info={"budget": {"steps_per_epoch": steps}})
         built = train.build(run_plan, prepared, callbacks=[Clock()], device=device)
         train.fit(built, verbose=0)
     return {"images_per_second": steps * batch / seconds[1], "startup_seconds": max(0.0, seconds[0] - seconds[1]),

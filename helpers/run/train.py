@@ -6,8 +6,10 @@ caps, trains with the entry's model/loss/optimizer/augmentation, evaluates the h
 `test_set` and — where hidden test labels exist (the synthetic default) — scores its public and private
 parts like the leaderboard. Predictions follow the entry's `inference` settings (foreground-only argmax, flip
 TTA). An entry that trains nothing of its own, or soft-votes K members, is a *predictor*: it runs its trainer's
-members (`helpers.configs.experiments.trainer`, `member_seeds`) and scores their ensemble. A self-training entry first
-runs its teacher (its parent) and adds the teacher's confident test-set predictions to the training split. It writes one JSON record per run (atomically), with the history and the best
+members (`helpers.configs.experiments.trainer`, `member_seeds`; each planned with its place in the ensemble,
+`experiments.Member`) and scores their ensemble. A self-training entry first runs its teacher (its parent, at the row's
+seed) and adds the teacher's confident test-set predictions to the training split. The steps hand each other the
+dataclasses of `helpers.run.steps`. It writes one JSON record per run (atomically), with the history and the best
 model beside it. A finished record is reused unless `force=True` (its leaderboard re-scored when the hidden labels
 differ: `rescore_leaderboard`); a run trains in the run folder's `staging/` and replaces the finished files only
 when complete (`_promote`), and an interrupted run resumes from its last finished epoch (Keras `BackupAndRestore`
@@ -28,6 +30,7 @@ import platform
 import shutil
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -53,6 +56,7 @@ from helpers.predict.leaderboard import score_parts
 from helpers.predict.submission import write_submission
 from helpers.run import claims, progress
 from helpers.run.records import all_records, code_fingerprint, read_record, run_dir, run_key
+from helpers.run.steps import Built, Evaluation, Member, Options, Plan, Prepared
 from helpers.runtime import backend
 from helpers.runtime.determinism import set_determinism
 from helpers.runtime.device import configure, describe_device, multi_worker, nvidia_gpu_count, scope
@@ -77,7 +81,7 @@ def _digest(indices: np.ndarray) -> str:
     return hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()[:12]
 
 
-def prepare_arrays(settings: dict, profile: dict, data: MarsData, seed: int) -> dict:
+def prepare_arrays(settings: dict, profile: dict, data: MarsData, seed: int) -> Prepared:
     """Train/val/test arrays for a run: the shared split, the profile's caps, then blending if asked.
 
     Every row is validated and tested on the same images (the clean split's, capped by one fixed draw); only
@@ -104,7 +108,7 @@ def prepare_arrays(settings: dict, profile: dict, data: MarsData, seed: int) -> 
         arrays["train"] = (images, masks)
         info["blending"] = blend_info
         info["used"]["train_after_blending"] = int(len(images))
-    return {"arrays": arrays, "indices": parts, "info": info}
+    return Prepared(arrays=arrays, indices=parts, info=info)
 
 
 def budget(reference_images: int, batch_size: int) -> dict:
@@ -133,20 +137,20 @@ def _versions() -> dict:
 
 
 def plan(name: str, data: MarsData, profile="default", seed: int = 0, overrides: dict | None = None,
-         member: bool = False) -> dict:
+         member: Member | None = None) -> Plan:
     """Step 1: what decides run `name`, before any tensor exists: settings (the entry's, then `overrides`),
     profile, key, folder, lengths, and its role: "row", "predictor" (scores an ensemble of its trainer's runs)
-    or "member" (one model of an ensemble, `member=True`: trained alone, never a row of its own)."""
+    or "member" (one model of an ensemble, `member` its place there: trained alone, never a row of its own)."""
     settings = experiments.resolve(name)
     if overrides:
         settings = experiments.merge(settings, overrides)
-    if member:
+    if member is not None:
         settings = experiments.merge(settings, {"inference": {"members": 1}})
     members = settings["inference"]["members"]
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
         raise ValueError(f"inference members={members!r} must be a positive integer (the seeds soft-voted)")
-    if member:
-        role = "member" if seed >= experiments.MEMBER_SEED_STRIDE or settings != experiments.merge(
+    if member is not None:  # the first member with the entry's own settings is the row's own run
+        role = "member" if member.index > 0 or settings != experiments.merge(
             experiments.resolve(name), overrides or {}) else "row"
     else:
         role = "predictor" if members > 1 or experiments.trainer(name) != name else "row"
@@ -155,17 +159,17 @@ def plan(name: str, data: MarsData, profile="default", seed: int = 0, overrides:
     key = run_key(settings, prof, seed, data.source.fingerprint, code)
     epochs = max(1, round(prof["epochs"] * settings["train"]["epochs_scale"]))
     patience = max(1, round(prof["patience"] * settings["train"]["patience_scale"]))
-    return {"name": name, "entry": experiments.get_entry(name), "settings": settings, "profile": prof, "seed": seed,
-            "role": role, "key": key, "code": code, "folder": run_dir(name, key), "epochs": epochs,
-            "patience": patience_for(settings["optimizer"]["name"], epochs, patience)}
+    return Plan(name=name, entry=experiments.get_entry(name), settings=settings, profile=prof, seed=seed, role=role,
+                member=member, key=key, code=code, folder=run_dir(name, key), epochs=epochs,
+                patience=patience_for(settings["optimizer"]["name"], epochs, patience))
 
 
-def build(run_plan: dict, prepared: dict, *, callbacks=(), device: dict | None = None) -> dict:
+def build(run_plan: Plan, prepared: Prepared, *, callbacks=(), device: dict | None = None) -> Built:
     """Step 2: datasets, model, loss, optimizer and callbacks of a planned run, compiled inside the strategy
     `helpers.runtime.device.scope()` gives (call `helpers.runtime.device.configure` first, or pass its result as `device`)."""
-    settings, prof, seed = run_plan["settings"], run_plan["profile"], run_plan["seed"]
+    settings, prof, seed = run_plan.settings, run_plan.profile, run_plan.seed
     device = device or configure(threads=False, xla=prof["xla"])
-    (x_train, y_train), (x_val, y_val) = prepared["arrays"]["train"], prepared["arrays"]["val"]
+    (x_train, y_train), (x_val, y_val) = prepared.arrays["train"], prepared.arrays["val"]
     loss_settings = settings["loss"]
     class_weights = None
     if loss_settings["class_weights"] is not None:
@@ -174,9 +178,9 @@ def build(run_plan: dict, prepared: dict, *, callbacks=(), device: dict | None =
     batch_size = prof["batch_size"]
     train_ds = make_dataset(x_train, y_train, batch_size=batch_size, class_weights=class_weights, shuffle=True,
                             augment=augment, seed=seed, repeat=True)
-    steps_per_epoch = prepared["info"]["budget"]["steps_per_epoch"]
+    steps_per_epoch = prepared.info["budget"]["steps_per_epoch"]
     val_ds = make_dataset(x_val, y_val, batch_size=batch_size)
-    epochs = run_plan["epochs"]
+    epochs = run_plan.epochs
     eager = prof["run_eagerly"]
     with scope():
         model = build_model(**settings["model"], width=prof["width"])
@@ -188,19 +192,17 @@ def build(run_plan: dict, prepared: dict, *, callbacks=(), device: dict | None =
                       weighted_metrics=term_metrics(loss), run_eagerly=eager, jit_compile=device["jit_compile"] and not eager)
     lr_log = LearningRateLog()
     extra = [lr_log, *optimizer_callbacks, *([DynamicLossWeights(loss)] if loss_settings["dynamic"] else [])]
-    return {"model": model, "loss": loss, "train_ds": train_ds, "val_ds": val_ds, "class_weights": class_weights,
-            "lr_log": lr_log, "device": device, "epochs": epochs, "train_images": len(x_train),
-            "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
-            "callbacks": training_callbacks(run_plan["folder"], patience=run_plan["patience"],
-                                            extra=[*extra, *callbacks])}
+    return Built(model=model, loss=loss, train_ds=train_ds, val_ds=val_ds, class_weights=class_weights,
+                 lr_log=lr_log, device=device, epochs=epochs, train_images=len(x_train),
+                 steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+                 callbacks=training_callbacks(run_plan.folder, patience=run_plan.patience, extra=[*extra, *callbacks]))
 
 
-def fit(built: dict, verbose: int | str = "auto") -> float:
+def fit(built: Built, verbose: int | str = "auto") -> float:
     """Step 3: `model.fit` on the built datasets and callbacks (restores the best epoch); seconds taken."""
     started = time.perf_counter()
-    built["model"].fit(built["train_ds"], validation_data=built["val_ds"], epochs=built["epochs"],
-                       steps_per_epoch=built["steps_per_epoch"], callbacks=built["callbacks"], verbose=verbose,
-                       shuffle=False)
+    built.model.fit(built.train_ds, validation_data=built.val_ds, epochs=built.epochs,
+                    steps_per_epoch=built.steps_per_epoch, callbacks=built.callbacks, verbose=verbose, shuffle=False)
     return time.perf_counter() - started
 
 
@@ -217,18 +219,18 @@ def _score_leaderboard(labels_path, own: np.ndarray, foreground: np.ndarray, lim
     return score_parts(load_test_labels(labels_path), own[:limit], foreground=foreground[:limit])
 
 
-def score_models(models: list, run_plan: dict, prepared: dict, data: MarsData, save_test_set: bool) -> dict:
+def score_models(models: list, run_plan: Plan, prepared: Prepared, data: MarsData, save_test_set: bool) -> Evaluation:
     """Score `models` (one, or an ensemble's members) on the held-out split (predictions saved) and on the
     profile's leaderboard subset of the competition test set (the first `test_set_limit` images, the same for
     every row; hidden labels where they exist). Each score twice, from one forward pass: the primary `miou_fg`
     (foreground argmax) and the starter-kit metric under the row's own inference settings ("Kaggle-style").
     With `save_test_set`, the whole test set is predicted, saved and written as the Kaggle CSV."""
-    folder, prof = run_plan["folder"], run_plan["profile"]
-    options = _prediction_options(prof, run_plan["settings"]["inference"])
+    folder, prof = run_plan.folder, run_plan.profile
+    options = _prediction_options(prof, run_plan.settings["inference"])
     started = time.perf_counter()
-    x_test, y_test = prepared["arrays"]["test"]
+    x_test, y_test = prepared.arrays["test"]
     test_pred, test_fg = predict_labels(models, x_test, **options)
-    np.savez_compressed(folder / "test_split_predictions.npz", indices=prepared["indices"]["test"],
+    np.savez_compressed(folder / "test_split_predictions.npz", indices=prepared.indices["test"],
                         y_true=y_test, y_pred=test_pred, y_pred_foreground=test_fg)
     limit = prof["test_set_limit"]
     test_set = data.test_images if save_test_set or limit is None else data.test_images[:limit]
@@ -236,17 +238,17 @@ def score_models(models: list, run_plan: dict, prepared: dict, data: MarsData, s
     if save_test_set:
         np.savez_compressed(folder / "test_set_predictions.npz", y_pred=test_set_pred)
         write_submission(test_set_pred, folder / "submission.csv")
-    return {"test": {**scores(y_test, test_pred), PRIMARY: miou_fg(y_test, test_fg)},
-            "leaderboard": _score_leaderboard(data.source.labels_path, test_set_pred, test_set_fg, limit),
-            "constant_baseline": {"val": best_constant_score(prepared["arrays"]["val"][1]),
-                                  "test": best_constant_score(y_test)},
-            "eval_seconds": time.perf_counter() - started}
+    return Evaluation(test={**scores(y_test, test_pred), PRIMARY: miou_fg(y_test, test_fg)},
+                      leaderboard=_score_leaderboard(data.source.labels_path, test_set_pred, test_set_fg, limit),
+                      constant_baseline={"val": best_constant_score(prepared.arrays["val"][1]),
+                                         "test": best_constant_score(y_test)},
+                      eval_seconds=time.perf_counter() - started)
 
 
-def evaluate(run_plan: dict, built: dict, prepared: dict, data: MarsData, save_test_set: bool) -> dict:
+def evaluate(run_plan: Plan, built: Built, prepared: Prepared, data: MarsData, save_test_set: bool) -> Evaluation:
     """Step 4: save the model, then `score_models` it."""
-    built["model"].save(run_plan["folder"] / "best.keras")
-    return score_models([built["model"]], run_plan, prepared, data, save_test_set)
+    built.model.save(run_plan.folder / "best.keras")
+    return score_models([built.model], run_plan, prepared, data, save_test_set)
 
 
 def entry_facts(name: str) -> dict:
@@ -256,55 +258,57 @@ def entry_facts(name: str) -> dict:
             **{key: entry[key] for key in ("report", "reading", "step", "track") if key in entry}}
 
 
-def make_record(run_plan: dict, built: dict, prepared: dict, data: MarsData, train_seconds: float,
-                evaluation: dict) -> dict:
+def make_record(run_plan: Plan, built: Built, prepared: Prepared, data: MarsData, train_seconds: float,
+                evaluation: Evaluation) -> dict:
     """Step 5: the run's JSON record (written by `run`): what ran, its history and its scores."""
-    history = _history_from_csv(run_plan["folder"] / "history.csv")
+    history = _history_from_csv(run_plan.folder / "history.csv")
     monitor = MONITOR
     epochs_run = len(history.get("loss", []))
-    class_weights = built["class_weights"]
+    class_weights = built.class_weights
     return {
-        "status": "finished", "name": run_plan["name"], "key": run_plan["key"], "code": run_plan["code"],
-        "seed": run_plan["seed"], "role": run_plan["role"], "profile": run_plan["profile"],
-        "entry": entry_facts(run_plan["name"]),
-        "settings": run_plan["settings"], "data": data.source.to_dict(), "prepared": prepared["info"],
+        "status": "finished", "name": run_plan.name, "key": run_plan.key, "code": run_plan.code,
+        "seed": run_plan.seed, "role": run_plan.role, "profile": run_plan.profile,
+        "entry": entry_facts(run_plan.name),
+        "settings": run_plan.settings, "data": data.source.to_dict(), "prepared": prepared.info,
         "class_weights": None if class_weights is None else [float(w) for w in class_weights],
-        "model": {"params": count_params(built["model"]), "width": run_plan["profile"]["width"]},
-        "training": {"epochs_planned": run_plan["epochs"], "epochs_run": epochs_run, "patience": run_plan["patience"],
-                     **schedule_lengths(run_plan["epochs"]),
-                     "steps_per_epoch": built["steps_per_epoch"], "batch_size": built["batch_size"],
-                     "steps": built["steps_per_epoch"] * epochs_run,
-                     "images_seen": built["steps_per_epoch"] * epochs_run * built["batch_size"],
-                     "train_split_images": built["train_images"], "monitor": monitor,
+        "model": {"params": count_params(built.model), "width": run_plan.profile["width"]},
+        "training": {"epochs_planned": run_plan.epochs, "epochs_run": epochs_run, "patience": run_plan.patience,
+                     **schedule_lengths(run_plan.epochs),
+                     "steps_per_epoch": built.steps_per_epoch, "batch_size": built.batch_size,
+                     "steps": built.steps_per_epoch * epochs_run,
+                     "images_seen": built.steps_per_epoch * epochs_run * built.batch_size,
+                     "train_split_images": built.train_images, "monitor": monitor,
                      "best_epoch": int(np.argmax(history[monitor])) + 1 if history.get(monitor) else None,
                      "best_val_miou_fg": max(history[monitor]) if history.get(monitor) else None,
                      "seconds": train_seconds,
-                     "images_per_second": built["steps_per_epoch"] * built["batch_size"] * max(1, epochs_run)
+                     "images_per_second": built.steps_per_epoch * built.batch_size * max(1, epochs_run)
                      / train_seconds,
-                     "learning_rate_per_step": built["lr_log"].steps},
+                     "learning_rate_per_step": built.lr_log.steps},
         "history": history,
-        **evaluation,
-        "device": built["device"], "device_name": describe_device(), "versions": _versions(),
+        **evaluation.fields(),
+        "device": built.device, "device_name": describe_device(), "versions": _versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "finished_epoch": time.time(),
         "worker": {"host": socket.gethostname(), "pid": os.getpid()},
     }
 
 
-def stale_record(run_plan: dict, data: MarsData) -> dict | None:
+def stale_record(run_plan: Plan, data: MarsData) -> dict | None:
     """The newest finished record of the same run (settings, profile, seed, data) made by other code, if any."""
-    same = {"profile": run_plan["profile"], "seed": run_plan["seed"]}
-    candidates = [record for record in all_records() if record["name"] == run_plan["name"]
-                  and record.get("code") != run_plan["code"] and record["data"]["fingerprint"] == data.source.fingerprint
-                  and experiments.with_defaults(record["settings"]) == run_plan["settings"]
+    same = {"profile": run_plan.profile, "seed": run_plan.seed}
+    candidates = [record for record in all_records() if record["name"] == run_plan.name
+                  and record.get("code") != run_plan.code and record["data"]["fingerprint"] == data.source.fingerprint
+                  and experiments.with_defaults(record["settings"]) == run_plan.settings
                   and all(record.get(key) == value for key, value in same.items())]
     return max(candidates, key=lambda record: record["finished_at"], default=None)
 
 
-def _fresh(record: dict | None, force) -> bool:
-    """Whether a finished record is to be kept: always without `force`; with a time, when finished after it."""
-    if record is None or force is True:
+def _fresh(record: dict | None, options: Options) -> bool:
+    """Whether a finished record is to be kept: always without `force`; with `kept_since`, when finished after it."""
+    if record is None:
         return False
-    return not force or record.get("finished_epoch", 0.0) >= force
+    if not options.force:
+        return True
+    return options.kept_since is not None and record.get("finished_epoch", 0.0) >= options.kept_since
 
 
 STAGING = "staging"
@@ -424,70 +428,76 @@ def rescore_leaderboard(record: dict, data: MarsData, *, claimed: bool = False, 
 
 def run(name: str, data: MarsData | None = None, profile="default", seed: int = 0, *, force: bool | float = False,
         verbose: int | str = "auto", save_test_set: bool | None = None, callbacks=(), wait: bool = True,
-        reuse_stale: bool | None = None, overrides: dict | None = None, member: bool = False) -> dict:
+        reuse_stale: bool | None = None, overrides: dict | None = None) -> dict:
     """Train/evaluate entry `name` (see `helpers.configs.experiments`) and return its record (reused if finished).
 
     `profile` is a name of `helpers.configs.profiles` or a dict of the same keys. With `save_test_set` (default:
     only for the Final Model and the Improved model) the whole competition test set is predicted and saved,
     and its Kaggle CSV written as `submission.csv` in the run folder. `callbacks` are extra Keras callbacks
-    for every `fit`. `overrides` changes the entry's settings for this call (e.g. {"inference": {"members": 3}});
-    `member` trains one model of an ensemble. `force` retrains (a time.time() value: unless the record
+    for every `fit`. `overrides` changes the entry's settings for this call (e.g. {"inference": {"members": 3}}).
+    `force` retrains (a time.time() value: unless the record
     finished after it). The run is claimed (`helpers.run.claims`) before anything is written: another worker's run
     is waited for (`wait=False`: raise `claims.RunBusy`), and `force` never deletes a folder someone else holds.
     `reuse_stale` (default: the `MARS_REUSE_STALE=1` environment variable) returns a record trained by older
     code when none exists for the current code (`stale_record`); the table marks such rows.
-    The steps plan -> build -> fit -> evaluate -> make_record are public, for benchmarks and notebooks.
+    The steps plan -> build -> fit -> evaluate -> make_record are public, for benchmarks and notebooks; they pass
+    the dataclasses of `helpers.run.steps`.
     """
     data = data if data is not None else load_mars()
-    run_plan = plan(name, data, profile, seed, overrides, member)
-    folder = run_plan["folder"]
-    record_path = folder / "record.json"
-    promoting = (folder / STAGING / "record.json").exists()  # a promotion cut short: finish it under the claim
-    if not promoting and _fresh(record := read_record(record_path), force):
-        progress.announce(name, seed, "reused")
-        return rescore_leaderboard(record, data, wait=wait)
     if reuse_stale is None:
         reuse_stale = os.environ.get("MARS_REUSE_STALE") == "1"
-    if reuse_stale and not force and (stale := stale_record(run_plan, data)) is not None:
+    options = Options(force=bool(force), kept_since=None if isinstance(force, bool) else force, reuse_stale=reuse_stale,
+                      wait=wait, verbose=verbose, callbacks=tuple(callbacks))
+    return _run(plan(name, data, profile, seed, overrides), data, options, save_test_set, overrides)
+
+
+def _run(run_plan: Plan, data: MarsData, options: Options, save_test_set: bool | None,
+         overrides: dict | None) -> dict:
+    """`run` of a planned run: its record, reused or trained (its teacher first, or its members for a predictor)."""
+    name, seed, folder = run_plan.name, run_plan.seed, run_plan.folder
+    record_path = folder / "record.json"
+    promoting = (folder / STAGING / "record.json").exists()  # a promotion cut short: finish it under the claim
+    if not promoting and _fresh(record := read_record(record_path), options):
+        progress.announce(name, seed, "reused")
+        return rescore_leaderboard(record, data, wait=options.wait)
+    if options.reuse_stale and not options.force and (stale := stale_record(run_plan, data)) is not None:
         progress.announce(name, seed, "reused (trained by older code)")
-        return rescore_leaderboard(stale, data, wait=wait)
+        return rescore_leaderboard(stale, data, wait=options.wait)
     if save_test_set is None:
-        save_test_set = name in SUBMITTED_ENTRIES and run_plan["role"] != "member"
-    again = {"data": data, "profile": profile, "force": force, "verbose": verbose, "callbacks": callbacks,
-             "wait": wait, "reuse_stale": reuse_stale}
-    if run_plan["role"] == "predictor":
-        return _run_predictor(run_plan, data, save_test_set, again, overrides)
+        save_test_set = name in SUBMITTED_ENTRIES and run_plan.role != "member"
+    if run_plan.role == "predictor":
+        return _run_predictor(run_plan, data, save_test_set, options, overrides)
     teacher = None
-    if run_plan["settings"]["self_training"]:  # the teacher first, outside this run's claim
-        base_seed = seed % experiments.MEMBER_SEED_STRIDE
-        teacher = run(experiments.parents(name)[0], seed=base_seed, save_test_set=False, **again)
+    if run_plan.settings["self_training"]:  # the teacher first, outside this run's claim
+        teacher = _run(plan(experiments.parents(name)[0], data, run_plan.profile, run_plan.row_seed), data, options,
+                       save_test_set=False, overrides=None)
     # Under MultiWorkerMirroredStrategy every worker trains this same run together: no claim between them.
     together = multi_worker()
-    with contextlib.nullcontext() if together else claims.claimed(folder, wait=wait):
+    with contextlib.nullcontext() if together else claims.claimed(folder, wait=options.wait):
         if (folder / STAGING / "record.json").exists():
             _promote(folder)
         record = read_record(record_path)
-        if _fresh(record, force):
+        if _fresh(record, options):
             progress.announce(name, seed, "reused (another worker trained it)")
             return rescore_leaderboard(record, data, claimed=True)
         # Train beside the finished record (if any): it is replaced only once the new run is complete.
         staging, parts = _prepare_staging(folder)
-        staged = {**run_plan, "folder": staging}
+        staged = replace(run_plan, folder=staging)
         done = _backed_up_epochs(staging)
         progress.announce(name, seed, f"resuming from epoch {done + 1}" if done else "training")
-        set_determinism(seed, enabled=run_plan["profile"]["deterministic"])
-        device = configure(threads=False, xla=run_plan["profile"]["xla"])
-        prepared = prepare_arrays(run_plan["settings"], run_plan["profile"], data, seed)
+        set_determinism(seed, enabled=run_plan.profile["deterministic"])
+        device = configure(threads=False, xla=run_plan.profile["xla"])
+        prepared = prepare_arrays(run_plan.settings, run_plan.profile, data, seed)
         if teacher is not None:
-            add_pseudo_labels(prepared, teacher, run_plan, data)
-        lines = progress.EpochLine(run_plan["epochs"], f"{name} (seed {seed})")
+            prepared = add_pseudo_labels(prepared, teacher, run_plan, data)
+        lines = progress.EpochLine(run_plan.epochs, f"{name} (seed {seed})")
         built = build(staged, prepared, device=device,
-                      callbacks=[claims.Heartbeat(folder), lines, _PartClock(staging, parts, done), *callbacks])
+                      callbacks=[claims.Heartbeat(folder), lines, _PartClock(staging, parts, done), *options.callbacks])
         try:
-            part_seconds = fit(built, verbose)
+            part_seconds = fit(built, options.verbose)
         except KeyboardInterrupt:
             done = _backed_up_epochs(staging)
-            raise RunInterrupted(f"{name} (seed {seed}) interrupted after {done} of {run_plan['epochs']} epochs; "
+            raise RunInterrupted(f"{name} (seed {seed}) interrupted after {done} of {run_plan.epochs} epochs; "
                                  f"the same command resumes from epoch {done + 1}") from None
         parts = [*parts, {"from_epoch": done, "seconds": part_seconds}]
         train_seconds = sum(part["seconds"] for part in parts)
@@ -511,61 +521,64 @@ def load_models(record: dict) -> list[keras.Model]:
     return [load_model(run_dir(m["name"], m["key"]) / "best.keras") for m in members]
 
 
-def add_pseudo_labels(prepared: dict, teacher: dict, run_plan: dict, data: MarsData) -> None:
-    """Self-training: append to the training split a seeded draw of competition test images, labelled by the
-    teacher's models (with its inference settings) where their probability is at least the threshold, 0
-    (out of the loss) elsewhere. Cached in the teacher's folder; no test label is read."""
-    config, seed = run_plan["settings"]["self_training"], run_plan["seed"] % experiments.MEMBER_SEED_STRIDE
-    x_train, y_train = prepared["arrays"]["train"]
+def add_pseudo_labels(prepared: Prepared, teacher: dict, run_plan: Plan, data: MarsData) -> Prepared:
+    """Self-training: `prepared` with a seeded draw of competition test images (seed: the row's, `row_seed`)
+    appended to its training split, labelled by the teacher's models (with its inference settings) where their
+    probability is at least the threshold, 0 (out of the loss) elsewhere. Cached in the teacher's folder; no test
+    label is read."""
+    config, seed = run_plan.settings["self_training"], run_plan.row_seed
+    x_train, y_train = prepared.arrays["train"]
     chosen = decoding.pool(len(data.test_images), len(x_train), config["images"], seed)
     cache = run_dir(teacher["name"], teacher["key"]) / f"pseudo_labels_{config['threshold']:g}_{len(chosen)}_{seed}.npz"
     if cache.exists():
         with np.load(cache) as saved:
             labels = saved["labels"]
     else:
-        inference, prof = teacher["settings"]["inference"], run_plan["profile"]
+        inference, prof = teacher["settings"]["inference"], run_plan.profile
         labels = predict_labels(load_models(teacher), data.test_images[chosen], batch_size=prof["batch_size"] * 4,
                                 run_eagerly=prof["run_eagerly"], tta=inference["tta"], classes="foreground",
                                 threshold=config["threshold"])
         np.savez_compressed(cache, indices=chosen, labels=labels)
-    prepared["arrays"]["train"] = (np.concatenate([x_train, data.test_images[chosen]]),
-                                   np.concatenate([y_train, labels.astype(y_train.dtype)]))
-    prepared["info"]["self_training"] = {"teacher": teacher["name"], "teacher_key": teacher["key"],
-                                         "images": int(len(chosen)), "threshold": config["threshold"],
-                                         "labelled_share": float((labels > 0).mean())}
-    prepared["info"]["used"]["train_after_self_training"] = int(len(prepared["arrays"]["train"][0]))
+    train = (np.concatenate([x_train, data.test_images[chosen]]), np.concatenate([y_train, labels.astype(y_train.dtype)]))
+    info = {**prepared.info, "self_training": {"teacher": teacher["name"], "teacher_key": teacher["key"],
+                                               "images": int(len(chosen)), "threshold": config["threshold"],
+                                               "labelled_share": float((labels > 0).mean())},
+            "used": {**prepared.info["used"], "train_after_self_training": int(len(train[0]))}}
+    return replace(prepared, arrays={**prepared.arrays, "train": train}, info=info)
 
 
-def _run_predictor(run_plan: dict, data: MarsData, save_test_set: bool, again: dict, overrides: dict | None) -> dict:
+def _run_predictor(run_plan: Plan, data: MarsData, save_test_set: bool, options: Options,
+                   overrides: dict | None) -> dict:
     """A predictor entry: its trainer's member runs (trained or reused), then their ensemble scored with the
     entry's inference settings; one record, with the members' keys, beside its predictions."""
-    name, seed, settings = run_plan["name"], run_plan["seed"], run_plan["settings"]
+    name, seed, settings = run_plan.name, run_plan.seed, run_plan.settings
     source = experiments.trainer(name)
     member_overrides = {k: v for k, v in (overrides or {}).items() if k != "inference"} or None
-    members = [run(source, seed=s, save_test_set=False, overrides=member_overrides, member=True, **again)
-               for s in experiments.member_seeds(seed, settings["inference"]["members"])]
-    folder, record_path = run_plan["folder"], run_plan["folder"] / "record.json"
-    with claims.claimed(folder, wait=again["wait"]):
+    members = [_run(plan(source, data, run_plan.profile, s, member_overrides, Member(of_seed=seed, index=index)), data,
+                    options, save_test_set=False, overrides=member_overrides)
+               for index, s in enumerate(experiments.member_seeds(seed, settings["inference"]["members"]))]
+    folder, record_path = run_plan.folder, run_plan.folder / "record.json"
+    with claims.claimed(folder, wait=options.wait):
         if (folder / STAGING / "record.json").exists():
             _promote(folder)
-        if _fresh(record := read_record(record_path), again["force"]):
+        if _fresh(record := read_record(record_path), options):
             return rescore_leaderboard(record, data, claimed=True)
         progress.announce(name, seed, f"predicting with {len(members)} model(s) of {source}")
-        prepared = prepare_arrays(settings, run_plan["profile"], data, seed)
+        prepared = prepare_arrays(settings, run_plan.profile, data, seed)
         staging, _ = _prepare_staging(folder)  # scored beside the finished record, which it replaces when complete
         evaluation = score_models(load_models({"members": [{"name": m["name"], "key": m["key"]} for m in members]}),
-                                  {**run_plan, "folder": staging}, prepared, data, save_test_set)
+                                  replace(run_plan, folder=staging), prepared, data, save_test_set)
         first = members[0]
         record = {**{k: first[k] for k in ("history", "class_weights", "model", "device", "device_name", "versions")},
-                  "status": "finished", "name": name, "key": run_plan["key"], "code": run_plan["code"], "seed": seed,
-                  "role": "predictor", "profile": run_plan["profile"],
+                  "status": "finished", "name": name, "key": run_plan.key, "code": run_plan.code, "seed": seed,
+                  "role": "predictor", "profile": run_plan.profile,
                   "entry": entry_facts(name),
-                  "settings": settings, "data": data.source.to_dict(), "prepared": prepared["info"],
+                  "settings": settings, "data": data.source.to_dict(), "prepared": prepared.info,
                   "members": [{"name": m["name"], "key": m["key"], "seed": m["seed"],
                                "test_miou_fg": m["test"][PRIMARY]} for m in members],
                   "training": {**first["training"], "seconds": sum(m["training"]["seconds"] for m in members),
                                "members": len(members)},
-                  **evaluation,
+                  **evaluation.fields(),
                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "finished_epoch": time.time(),
                   "worker": {"host": socket.gethostname(), "pid": os.getpid()}}
         write_json_atomic(staging / "record.json", record)
@@ -588,17 +601,17 @@ def work(runs: list[str], seeds: int, profile: dict, data, force: bool = False) 
                                                                                      profile["test_set_limit"])
     forward: dict[str, int] = {}
     jobs = []
-    for name, seed, member in experiments.trainings(runs, seeds):
+    for name, seed, member in experiments.models(runs, seeds):
         run_plan = plan(name, data, profile, seed, member=member)
-        if not force and (read_record(run_plan["folder"] / "record.json") or {}).get("status") == "finished":
+        if not force and (read_record(run_plan.folder / "record.json") or {}).get("status") == "finished":
             continue
-        model = json.dumps(run_plan["settings"]["model"], sort_keys=True)
+        model = json.dumps(run_plan.settings["model"], sort_keys=True)
         if model not in forward:
-            forward[model] = forward_flops(build_model(**run_plan["settings"]["model"], width=profile["width"]))
-        submitted = name in SUBMITTED_ENTRIES and not member
+            forward[model] = forward_flops(build_model(**run_plan.settings["model"], width=profile["width"]))
+        submitted = name in SUBMITTED_ENTRIES and member is None
         predicted = (test + (len(data.test_images) if submitted else leaderboard)) * (
-            4 if run_plan["settings"]["inference"]["tta"] else 1)
-        images = TRAINING_FACTOR * run_plan["epochs"] * steps * profile["batch_size"] + run_plan["epochs"] * val
+            4 if run_plan.settings["inference"]["tta"] else 1)
+        images = TRAINING_FACTOR * run_plan.epochs * steps * profile["batch_size"] + run_plan.epochs * val
         jobs.append({"name": name, "seed": seed, "gflop": forward[model] * (images + predicted) / 1e9})
     return jobs
 
