@@ -15,6 +15,7 @@ import numpy as np
 
 from helpers.configs.profiles import get_profile
 from helpers.data.loading import load_mars
+from helpers.run.steps import Options
 from helpers.run.train import run
 from helpers.runtime.paths import reports_dir
 
@@ -40,7 +41,7 @@ def main(argv=None) -> int:
     for name, batch in itertools.product(args.rows, batches):
         profile = {**default, "name": "curves", "epochs": args.epochs, "patience": args.epochs, "test_set_limit": 64,
                    "batch_size": batch}
-        record = run(name, data, profile, seed=0, verbose=2)
+        record = run(name, data, profile, seed=0, options=Options(verbose=2))
         curve = record["history"]["val_competition_miou"]
         label = name if len(batches) == 1 else f"{name}, batch {batch}"
         results[label] = {"val_competition_miou": curve, "train_competition_miou": record["history"].get("competition_miou"),

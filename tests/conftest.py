@@ -89,9 +89,10 @@ def smoke_data():
 def smoke_records(smoke_data):
     """Every Table 1 entry trained once in the smoke profile (records land in the session's reports/)."""
     from helpers.configs.experiments import TABLE1
+    from helpers.run.steps import Options
     from helpers.run.train import run
 
-    return {name: run(name, smoke_data, "smoke", 0, verbose=0) for name in TABLE1}
+    return {name: run(name, smoke_data, "smoke", 0, options=Options(verbose=0)) for name in TABLE1}
 
 
 def run_side(script: Path, out: Path, *args, env: dict, name: str, cwd=None) -> dict:

@@ -81,12 +81,13 @@ from helpers.runtime.device import strategy
 import keras, numpy as np, tensorflow as tf
 from helpers.data.loading import load_mars
 from helpers.run import train
+from helpers.run.steps import Options
 chosen = strategy()
 assert isinstance(chosen, tf.distribute.MultiWorkerMirroredStrategy), chosen
 data = load_mars(sys.argv[2], sys.argv[3])
 from helpers.configs.profiles import get_profile
 profile = {**get_profile("smoke"), "name": "smoke-graph", "run_eagerly": False}  # collectives need graphs
-record = train.run("Network 1", data, profile, 0, verbose=0)
+record = train.run("Network 1", data, profile, 0, options=Options(verbose=0))
 model = keras.models.load_model(os.path.join(str(train.plan("Network 1", data, profile, 0).folder), "best.keras"))
 print(json.dumps({"replicas": chosen.num_replicas_in_sync, "weights": [v.numpy().tolist() for v in model.weights],
                   "task": json.loads(sys.argv[1])["task"]["index"]}))

@@ -16,6 +16,7 @@ from helpers.predict.leaderboard import score_parts
 from helpers.predict.submission import read_submission
 from helpers.run import train
 from helpers.run.records import all_records, code_fingerprint, run_dir, run_key
+from helpers.run.steps import Options
 from helpers.runtime.paths import PACKAGE_DIR
 from helpers.study.table import MISSING, ROWS, write_table
 
@@ -98,13 +99,13 @@ def test_interrupted_run_resumes_from_its_last_epoch(smoke_data, smoke_records):
     Interrupt.fired = False
     with pytest.raises(train.RunInterrupted, match=r"interrupted after 2 of 3 epochs; the same command resumes "
                                                    r"from epoch 3"):
-        train.run("Network 1", smoke_data, profile, 0, verbose=0, callbacks=[Interrupt(2)])
+        train.run("Network 1", smoke_data, profile, 0, options=Options(verbose=0, callbacks=[Interrupt(2)]))
     folder = train.plan("Network 1", smoke_data, profile, 0).folder
     assert not (folder / "record.json").exists() and (folder / train.STAGING / "backup").exists()
     assert {p: p.read_text() for p in before} == before, "records already written are kept"
     first_part = json.loads((folder / train.STAGING / train.PARTS).read_text())
     assert [part["from_epoch"] for part in first_part] == [0]
-    record = train.run("Network 1", smoke_data, profile, 0, verbose=0, callbacks=[Interrupt(2)])
+    record = train.run("Network 1", smoke_data, profile, 0, options=Options(verbose=0, callbacks=[Interrupt(2)]))
     assert record["training"]["epochs_run"] == 3
     assert record["history"]["epoch"] == [0.0, 1.0, 2.0]
     assert not (folder / "backup").exists() and not (folder / train.STAGING).exists()
@@ -122,19 +123,20 @@ def test_an_interrupted_force_run_keeps_the_finished_result(smoke_data, smoke_re
     assert {"record.json", "best.keras", "test_split_predictions.npz", "history.csv"} <= set(kept)
     Interrupt.fired = False
     with pytest.raises(KeyboardInterrupt):
-        train.run("Baseline", smoke_data, "smoke", 0, verbose=0, force=True, callbacks=[Interrupt(0)])
+        train.run("Baseline", smoke_data, "smoke", 0,
+                  options=Options(verbose=0, force=True, callbacks=[Interrupt(0)]))
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == kept, "the old result is intact"
-    assert train.run("Baseline", smoke_data, "smoke", 0, verbose=0) == smoke_records["Baseline"]
+    assert train.run("Baseline", smoke_data, "smoke", 0, options=Options(verbose=0)) == smoke_records["Baseline"]
 
     def evaluation_killed(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train, "score_models", evaluation_killed)  # killed after training, while predicting
     with pytest.raises(KeyboardInterrupt):
-        train.run("Baseline", smoke_data, "smoke", 0, verbose=0, force=True)
+        train.run("Baseline", smoke_data, "smoke", 0, options=Options(verbose=0, force=True))
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == kept, "the old result is intact"
     monkeypatch.undo()
-    again = train.run("Baseline", smoke_data, "smoke", 0, verbose=0, force=True)
+    again = train.run("Baseline", smoke_data, "smoke", 0, options=Options(verbose=0, force=True))
     assert again["finished_epoch"] > smoke_records["Baseline"]["finished_epoch"]
     assert json.loads((folder / "record.json").read_text())["finished_epoch"] == again["finished_epoch"]
     assert sorted(p.name for p in folder.iterdir()) == sorted(kept), "replaced file by file, no staging left"
@@ -153,10 +155,10 @@ def test_other_labels_rescore_the_leaderboard_instead_of_reusing_it(smoke_data, 
     np.savez(other, test_masks=(labels["test_masks"] + 1) % 5, public_ids=labels["public_ids"],
              private_ids=labels["private_ids"])
     right = smoke_records["Network 2"]["leaderboard"]
-    wrong = train.run("Network 2", load_mars(smoke_data.source.path, other), "smoke", 0, verbose=0)
+    wrong = train.run("Network 2", load_mars(smoke_data.source.path, other), "smoke", 0, options=Options(verbose=0))
     assert wrong["leaderboard"]["private"]["competition_miou"] != right["private"]["competition_miou"]
     assert wrong["data"]["labels_path"] == str(other.resolve()) and wrong["key"] == smoke_records["Network 2"]["key"]
-    back = train.run("Network 2", smoke_data, "smoke", 0, verbose=0)  # the same command without --labels
+    back = train.run("Network 2", smoke_data, "smoke", 0, options=Options(verbose=0))  # the same command without --labels
     for part in ("public", "private"):
         assert back["leaderboard"][part]["competition_miou"] == pytest.approx(right[part]["competition_miou"])
     assert back["data"]["labels_fingerprint"] == smoke_data.source.labels_fingerprint

@@ -300,11 +300,13 @@ print(data)'''
 
 _TRAIN = '''from helpers.model.callbacks import TimeBudget
 from helpers.kaggle.bundle import kernel_run
+from helpers.run.steps import Options
 from helpers.run.train import run
 
 ENTRY, OVERRIDES = kernel_run(MODEL, MEMBERS, TTA, SELF_TRAINING)
 budget = TimeBudget(TIME_BUDGET_S)  # one budget for every model the entry trains
-record = run(ENTRY, data, PROFILE, SEED, save_test_set=True, verbose=2, callbacks=[budget], overrides=OVERRIDES)
+record = run(ENTRY, data, PROFILE, SEED, options=Options(verbose=2, callbacks=(budget,)), save_test_set=True,
+             overrides=OVERRIDES)
 if budget.stopped:
     print(f"time budget of {TIME_BUDGET_S:g} s reached: training stopped after epoch {budget.stopped_after_epoch}; "
           "the best epoch so far was restored")

@@ -119,8 +119,10 @@ class Options:
     kept_since: float | None = None
     """With `force`: keep the records finished at or after this `time.time()` (another worker's, trained in the
     same forced session: `train.run_all`)."""
-    reuse_stale: bool = False
-    """Return a record trained by older code when none exists for the current code (`train.stale_record`)."""
+    reuse_stale: bool | None = None
+    """Return a record trained by older code when none exists for the current code (`train.stale_record`);
+    None: as the `MARS_REUSE_STALE=1` environment variable says (`train.run` decides it once, for every run it
+    reaches)."""
     wait: bool = True
     """Wait for a run another worker holds; False: raise `helpers.run.claims.RunBusy`."""
     verbose: int | str = "auto"

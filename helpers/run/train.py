@@ -426,28 +426,28 @@ def rescore_leaderboard(record: dict, data: MarsData, *, claimed: bool = False, 
     return record
 
 
-def run(name: str, data: MarsData | None = None, profile="default", seed: int = 0, *, force: bool | float = False,
-        verbose: int | str = "auto", save_test_set: bool | None = None, callbacks=(), wait: bool = True,
-        reuse_stale: bool | None = None, overrides: dict | None = None) -> dict:
+def run(name: str, data: MarsData | None = None, profile="default", seed: int = 0, *, options: Options | None = None,
+        save_test_set: bool | None = None, overrides: dict | None = None) -> dict:
     """Train/evaluate entry `name` (see `helpers.configs.experiments`) and return its record (reused if finished).
 
-    `profile` is a name of `helpers.configs.profiles` or a dict of the same keys. With `save_test_set` (default:
-    only for the Final Model and the Improved model) the whole competition test set is predicted and saved,
-    and its Kaggle CSV written as `submission.csv` in the run folder. `callbacks` are extra Keras callbacks
-    for every `fit`. `overrides` changes the entry's settings for this call (e.g. {"inference": {"members": 3}}).
-    `force` retrains (a time.time() value: unless the record
-    finished after it). The run is claimed (`helpers.run.claims`) before anything is written: another worker's run
-    is waited for (`wait=False`: raise `claims.RunBusy`), and `force` never deletes a folder someone else holds.
-    `reuse_stale` (default: the `MARS_REUSE_STALE=1` environment variable) returns a record trained by older
-    code when none exists for the current code (`stale_record`); the table marks such rows.
+    `profile` is a name of `helpers.configs.profiles` or a dict of the same keys. `options`
+    (`helpers.run.steps.Options`) say how this run, its teacher and its ensemble's members are treated:
+    `force` retrains where a finished record exists (`kept_since`: unless the record finished after that
+    `time.time()`); `reuse_stale` (default: the `MARS_REUSE_STALE=1` environment variable) returns a record trained
+    by older code when none exists for the current code (`stale_record`; the table marks such rows); `wait=False`
+    raises `claims.RunBusy` for a run another worker holds instead of waiting for it; `verbose` and `callbacks`
+    go to every `fit`. The run is claimed (`helpers.run.claims`) before anything is written, and `force` never
+    deletes a folder someone else holds. The other two concern this run alone: with `save_test_set` (default:
+    only for the Final Model and the Improved model) the whole competition test set is predicted and saved, and
+    its Kaggle CSV written as `submission.csv` in the run folder; `overrides` changes the entry's settings for
+    this call (e.g. {"inference": {"members": 3}}).
     The steps plan -> build -> fit -> evaluate -> make_record are public, for benchmarks and notebooks; they pass
     the dataclasses of `helpers.run.steps`.
     """
     data = data if data is not None else load_mars()
-    if reuse_stale is None:
-        reuse_stale = os.environ.get("MARS_REUSE_STALE") == "1"
-    options = Options(force=bool(force), kept_since=None if isinstance(force, bool) else force, reuse_stale=reuse_stale,
-                      wait=wait, verbose=verbose, callbacks=tuple(callbacks))
+    options = options or Options()
+    if options.reuse_stale is None:
+        options = replace(options, reuse_stale=os.environ.get("MARS_REUSE_STALE") == "1")
     return _run(plan(name, data, profile, seed, overrides), data, options, save_test_set, overrides)
 
 
@@ -539,7 +539,8 @@ def add_pseudo_labels(prepared: Prepared, teacher: dict, run_plan: Plan, data: M
                                 run_eagerly=prof["run_eagerly"], tta=inference["tta"], classes="foreground",
                                 threshold=config["threshold"])
         np.savez_compressed(cache, indices=chosen, labels=labels)
-    train = (np.concatenate([x_train, data.test_images[chosen]]), np.concatenate([y_train, labels.astype(y_train.dtype)]))
+    train = (np.concatenate([x_train, data.test_images[chosen]]),
+             np.concatenate([y_train, labels.astype(y_train.dtype)]))
     info = {**prepared.info, "self_training": {"teacher": teacher["name"], "teacher_key": teacher["key"],
                                                "images": int(len(chosen)), "threshold": config["threshold"],
                                                "labelled_share": float((labels > 0).mean())},
@@ -642,8 +643,8 @@ def run_all(data: MarsData, profile="default", seeds: int = 1, *, force: bool = 
         waiting = []
         for name, seed in todo:
             try:
-                done[(name, seed)] = run(name, data, profile, seed, force=started if force else False,
-                                         verbose=verbose, wait=False)
+                done[(name, seed)] = run(name, data, profile, seed, options=Options(
+                    force=force, kept_since=started if force else None, verbose=verbose, wait=False))
                 trained = done[(name, seed)].get("worker", {}).get("pid") == os.getpid()
                 print(f"[worker {os.getpid()}] {name} (seed {seed}): {'trained' if trained else 'reused'}", flush=True)
             except claims.RunBusy:
@@ -744,7 +745,7 @@ def main(argv=None) -> int:
                               names=experiments.notebook_runs(args.notebooks) if args.notebooks else None)
             print(json.dumps({"finished": len(records)}))
             return 0
-        record = run(args.name, data, args.profile, args.seed, force=args.force,
+        record = run(args.name, data, args.profile, args.seed, options=Options(force=args.force),
                      save_test_set=args.save_test_set or None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

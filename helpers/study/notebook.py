@@ -137,14 +137,18 @@ class Context:
         fig.savefig(path, dpi=FIG_DPI, bbox_inches="tight")
         return path
 
-    def run(self, names: list[str], **kwargs) -> dict[str, list[dict]]:
-        """Train (or reuse) each named entry for every seed; {name: [record per seed]}."""
+    def run(self, names: list[str], *, verbose: int | None = None, **kwargs) -> dict[str, list[dict]]:
+        """Train (or reuse) each named entry for every seed; {name: [record per seed]}. `kwargs` go to
+        `helpers.run.train.run` (`save_test_set`, `overrides`)."""
+        from helpers.run.steps import Options
         from helpers.run.train import run
 
         # helpers.run.progress prints each run's place, one line per epoch and the ETA; in JupyterLab Keras's progress
         # bar runs too, under the pipeline (papermill) not: its lines would only repeat the epoch lines.
-        kwargs.setdefault("verbose", 0 if os.environ.get("MARS_PROGRESS_LOG") else 1)
-        return {name: [run(name, self.data, self.profile, seed, force=self.force, **kwargs)
+        if verbose is None:
+            verbose = 0 if os.environ.get("MARS_PROGRESS_LOG") else 1
+        options = Options(force=self.force, verbose=verbose)
+        return {name: [run(name, self.data, self.profile, seed, options=options, **kwargs)
                        for seed in range(self.seeds)] for name in names}
 
     def record_runs(self, records: dict[str, list[dict]], **extra) -> Path:
