@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from helpers.configs.profiles import get_profile
+from helpers.configs.profiles import resolve
 from helpers.data.loading import load_mars
 from helpers.run.projection import project
 from helpers.runtime.paths import REPO_ROOT, reports_dir
@@ -44,10 +44,11 @@ def main(argv=None) -> int:
     parser.add_argument("rows", nargs="*", default=["Baseline", "Network 6"])
     parser.add_argument("--profile", default="default")
     args = parser.parse_args(argv)
+    profile = resolve(args.profile)  # the command line's profile, checked once
     data = load_mars()
     results = []
     for name in args.rows:
-        projected = project([name], 1, get_profile(args.profile), data, workers=1, force=True)
+        projected = project([name], 1, profile, data, workers=1, force=True)
         measured = measure(name, data.source.path, args.profile)
         results.append({"row": name, "projected_seconds": projected["seconds"], **measured,
                         "ratio_measured_to_projected": measured["wall_seconds"] / projected["seconds"],

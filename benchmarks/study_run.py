@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         parser.error(f"--out {out} is a file, not a folder")
     os.environ["MARS_REPORTS"] = str(out)  # the worker processes' reports folder (process boundary)
     from helpers.configs import experiments
-    from helpers.configs.profiles import get_profile
+    from helpers.configs.profiles import resolve
     from helpers.data.loading import load_mars
     from helpers.run import train
     from helpers.run.backend_choice import default_workers
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     from helpers.study.table import write_table
 
     try:
-        get_profile(args.profile)
+        resolve(args.profile)  # the command line's profile, checked once
         data = load_mars(args.data)
         experiments.notebook_runs(args.notebooks)  # an unknown notebook is refused before any training
     except ValueError as exc:

@@ -189,7 +189,7 @@ def test_malformed_records_do_not_crash_training(smoke_data, isolated_dirs, capf
     for index, text in enumerate(("null", "[]", '{"status": "finished", "name": "Baseline"}')):
         (runs_dir() / f"bad{index}").mkdir(parents=True)
         (runs_dir() / f"bad{index}" / "record.json").write_text(text)
-    assert train.stale_record(train.plan("Baseline", smoke_data, "smoke", 0), smoke_data) is None
+    assert train.stale_record(train.plan("Baseline", smoke_data, get_profile("smoke"), 0), smoke_data) is None
     assert len([line for line in capfd.readouterr().err.splitlines() if line.startswith("warning: ignoring")]) == 3
 
 

@@ -43,6 +43,19 @@ PROFILES = {
 
 def get_profile(name: str) -> dict:
     """A copy of the named profile's settings, with its name."""
-    if name not in PROFILES:
+    if not isinstance(name, str) or name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}: use one of {', '.join(PROFILES)}")
     return {"name": name, **PROFILES[name]}
+
+
+def resolve(profile: str | dict) -> dict:
+    """The profile a run uses, checked once where it comes in (the command lines, the notebook parameters, a
+    Python caller of `helpers.run.train.run`): a name of `PROFILES` (`get_profile`), or a dict with a name and
+    every setting a profile has (a copy). What it returns is what the inner functions take."""
+    if not isinstance(profile, dict):
+        return get_profile(profile)
+    missing = [key for key in ("name", *PROFILES["default"]) if key not in profile]
+    if missing:
+        raise ValueError(f"profile {profile.get('name', '(no name)')!r} lacks {', '.join(missing)}: a profile dict "
+                         f"needs a name and every setting the profiles here have")
+    return dict(profile)

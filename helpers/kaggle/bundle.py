@@ -337,9 +337,9 @@ def build_notebook(profile: str = "full", seed: int = 0, model: str = "final", m
 
     import helpers
     from helpers.configs.experiments import resolve
-    from helpers.configs.profiles import get_profile
+    from helpers.configs.profiles import resolve
     entry, overrides = kernel_run(model, members, tta, self_training)
-    get_profile(profile)
+    resolve(profile)  # the bundle's profile, checked once; the kernel's run resolves its PROFILE parameter
     seed = _check_seed(seed)
     archive = package_archive()
     with zipfile.ZipFile(io.BytesIO(archive)) as listing:

@@ -115,12 +115,12 @@ def describe(projection: dict, workers: int) -> str:
 def main(argv=None) -> int:
     """`python -m helpers.run.projection PROFILE [CORES]`: run the probe in this process, pinned to CORES (e.g. 0,2)
     when given, and print its JSON line."""
-    from helpers.configs.profiles import get_profile
+    from helpers.configs.profiles import resolve
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) > 1:
         os.sched_setaffinity(0, {int(core) for core in args[1].split(",")})
-    print(json.dumps(probe(get_profile(args[0] if args else "default"))))
+    print(json.dumps(probe(resolve(args[0] if args else "default"))))
     return 0
 
 

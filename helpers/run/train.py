@@ -38,7 +38,7 @@ import numpy as np
 
 import helpers
 from helpers.configs import experiments
-from helpers.configs.profiles import get_profile
+from helpers.configs import profiles
 from helpers.data.augment import blend_big_rocks, geometric_augmenter
 from helpers.data.dataset import make_dataset
 from helpers.data.hidden_labels import load_test_labels
@@ -136,11 +136,12 @@ def _versions() -> dict:
             "helpers": helpers.__version__}
 
 
-def plan(name: str, data: MarsData, profile="default", seed: int = 0, overrides: dict | None = None,
+def plan(name: str, data: MarsData, profile: dict, seed: int = 0, overrides: dict | None = None,
          member: Member | None = None) -> Plan:
     """Step 1: what decides run `name`, before any tensor exists: settings (the entry's, then `overrides`),
-    profile, key, folder, lengths, and its role: "row", "predictor" (scores an ensemble of its trainer's runs)
-    or "member" (one model of an ensemble, `member` its place there: trained alone, never a row of its own)."""
+    profile (resolved: `helpers.configs.profiles.resolve`), key, folder, lengths, and its role: "row",
+    "predictor" (scores an ensemble of its trainer's runs) or "member" (one model of an ensemble, `member` its
+    place there: trained alone, never a row of its own)."""
     settings = experiments.resolve(name)
     if overrides:
         settings = experiments.merge(settings, overrides)
@@ -154,12 +155,11 @@ def plan(name: str, data: MarsData, profile="default", seed: int = 0, overrides:
             experiments.resolve(name), overrides or {}) else "row"
     else:
         role = "predictor" if members > 1 or experiments.trainer(name) != name else "row"
-    prof = get_profile(profile) if isinstance(profile, str) else dict(profile)
     code = code_fingerprint()
-    key = run_key(settings, prof, seed, data.source.fingerprint, code)
-    epochs = max(1, round(prof["epochs"] * settings["train"]["epochs_scale"]))
-    patience = max(1, round(prof["patience"] * settings["train"]["patience_scale"]))
-    return Plan(name=name, entry=experiments.get_entry(name), settings=settings, profile=prof, seed=seed, role=role,
+    key = run_key(settings, profile, seed, data.source.fingerprint, code)
+    epochs = max(1, round(profile["epochs"] * settings["train"]["epochs_scale"]))
+    patience = max(1, round(profile["patience"] * settings["train"]["patience_scale"]))
+    return Plan(name=name, entry=experiments.get_entry(name), settings=settings, profile=profile, seed=seed, role=role,
                 member=member, key=key, code=code, folder=run_dir(name, key), epochs=epochs,
                 patience=patience_for(settings["optimizer"]["name"], epochs, patience))
 
@@ -430,7 +430,8 @@ def run(name: str, data: MarsData | None = None, profile="default", seed: int = 
         save_test_set: bool | None = None, overrides: dict | None = None) -> dict:
     """Train/evaluate entry `name` (see `helpers.configs.experiments`) and return its record (reused if finished).
 
-    `profile` is a name of `helpers.configs.profiles` or a dict of the same keys. `options`
+    `profile` is a name of `helpers.configs.profiles` or a dict of the same keys, checked here once
+    (`profiles.resolve`). `options`
     (`helpers.run.steps.Options`) say how this run, its teacher and its ensemble's members are treated:
     `force` retrains where a finished record exists (`kept_since`: unless the record finished after that
     `time.time()`); `reuse_stale` (default: the `MARS_REUSE_STALE=1` environment variable) returns a record trained
@@ -448,7 +449,7 @@ def run(name: str, data: MarsData | None = None, profile="default", seed: int = 
     options = options or Options()
     if options.reuse_stale is None:
         options = replace(options, reuse_stale=os.environ.get("MARS_REUSE_STALE") == "1")
-    return _run(plan(name, data, profile, seed, overrides), data, options, save_test_set, overrides)
+    return _run(plan(name, data, profiles.resolve(profile), seed, overrides), data, options, save_test_set, overrides)
 
 
 def _run(run_plan: Plan, data: MarsData, options: Options, save_test_set: bool | None,
@@ -628,15 +629,15 @@ def longest_first(runs: list[str], seeds: int, profile: dict, data, force: bool 
     return sorted(runs, key=lambda name: -remaining[name])
 
 
-def run_all(data: MarsData, profile="default", seeds: int = 1, *, force: bool = False, verbose: int | str = 2,
+def run_all(data: MarsData, profile: dict, seeds: int = 1, *, force: bool = False, verbose: int | str = 2,
             poll_seconds: float = 5.0, names: list[str] | None = None) -> list[dict]:
-    """Every run the notebooks show (or `names`) for seeds 0..seeds-1, the longest first (`longest_first`),
+    """Every run the notebooks show (or `names`) for seeds 0..seeds-1 in `profile` (resolved:
+    `helpers.configs.profiles.resolve`), the longest first (`longest_first`),
     skipping runs other workers hold (an ensemble's members included) and coming back to them, until each has a
     finished record. Start several at once on one reports folder to share the work."""
     started = time.time()
     names = experiments.notebook_runs() if names is None else names
-    prof = get_profile(profile) if isinstance(profile, str) else dict(profile)
-    names = longest_first(names, seeds, prof, data, force)  # the workers then finish close together
+    names = longest_first(names, seeds, profile, data, force)  # the workers then finish close together
     todo = [(name, seed) for seed in range(seeds) for name in names]
     done: dict[tuple, dict] = {}
     while todo:
@@ -734,18 +735,18 @@ def main(argv=None) -> int:
     if args.reuse_stale:
         os.environ["MARS_REUSE_STALE"] = "1"  # also for the worker processes
     try:
-        get_profile(args.profile)
+        profile = profiles.resolve(args.profile)  # the command line's profile, checked once
         if args.all and args.workers > 1:
             rest = [a for i, a in enumerate(argv) if a != "--workers" and (i == 0 or argv[i - 1] != "--workers")
                     and not a.startswith("--workers=")]
             return _spawn_workers(rest, args.workers)
         data = load_mars(args.data, args.labels)
         if args.all:
-            records = run_all(data, args.profile, args.seeds, force=args.force,
+            records = run_all(data, profile, args.seeds, force=args.force,
                               names=experiments.notebook_runs(args.notebooks) if args.notebooks else None)
             print(json.dumps({"finished": len(records)}))
             return 0
-        record = run(args.name, data, args.profile, args.seed, options=Options(force=args.force),
+        record = run(args.name, data, profile, args.seed, options=Options(force=args.force),
                      save_test_set=args.save_test_set or None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

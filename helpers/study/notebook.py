@@ -69,17 +69,22 @@ def _path(name: str, value) -> str | None:
 
 def typed_parameters(params: dict) -> dict:
     """Every parameter of `PARAMETERS` checked and typed (missing ones take their defaults), before any work: an
-    unknown name, a wrong type or value raises `ParameterError` in one line naming the parameter and the fix."""
-    from helpers.configs.profiles import PROFILES
+    unknown name, a wrong type or value raises `ParameterError` in one line naming the parameter and the fix.
+    PROFILE, a name, comes back resolved (`helpers.configs.profiles.resolve`: its settings, with its name)."""
+    from helpers.configs import profiles
 
     unknown = sorted(set(params) - set(PARAMETERS))
     if unknown:
         raise ParameterError(f"unknown notebook parameter(s) {', '.join(unknown)}: the parameters are "
                              f"{', '.join(PARAMETERS)}")
     values = {**PARAMETERS, **params}
-    profile = values["PROFILE"]
-    if not isinstance(profile, str) or profile not in PROFILES:
-        raise ParameterError(f"PROFILE={profile!r} is not a profile: pass one of {', '.join(PROFILES)}")
+    name = values["PROFILE"]
+    try:
+        profile = profiles.resolve(name) if isinstance(name, str) else None  # a name: papermill passes strings
+    except ValueError:
+        profile = None
+    if profile is None:
+        raise ParameterError(f"PROFILE={name!r} is not a profile: pass one of {', '.join(profiles.PROFILES)}")
     return {"DATA_PATH": _path("DATA_PATH", values["DATA_PATH"]),
             "LABELS_PATH": _path("LABELS_PATH", values["LABELS_PATH"]), "PROFILE": profile,
             "SEEDS": _count("SEEDS", values["SEEDS"]), "REPORTS_DIR": _path("REPORTS_DIR", values["REPORTS_DIR"]),
@@ -113,11 +118,11 @@ def setup() -> None:
 
 @dataclass
 class Context:
-    """Everything a notebook needs after its parameters: the data, profile, seeds and output folders."""
+    """Everything a notebook needs after its parameters: the data, profile (resolved), seeds and output folders."""
 
     notebook: str
     data: object
-    profile: str
+    profile: dict
     seeds: int
     force: bool = False
     results: dict = field(default_factory=dict)
@@ -175,7 +180,7 @@ class Context:
 
         self.results.update(results)
         path = reports_dir() / "results" / f"{self.notebook}.json"
-        write_json_atomic(path, {"notebook": self.notebook, "profile": self.profile, "seeds": self.seeds,
+        write_json_atomic(path, {"notebook": self.notebook, "profile": self.profile["name"], "seeds": self.seeds,
                                  "data": self.data.source.to_dict(), "results": self.results})
         return path
 
@@ -186,12 +191,11 @@ def start(notebook: str, **params) -> Context:
     values = typed_parameters(params)
     data_path, labels_path, reports = values["DATA_PATH"], values["LABELS_PATH"], values["REPORTS_DIR"]
     profile, seeds, force = values["PROFILE"], values["SEEDS"], values["FORCE"]
-    from helpers.configs.profiles import get_profile
     from helpers.data.loading import load_mars
 
     if reports:
         os.environ["MARS_REPORTS"] = str(reports)
-    if get_profile(profile)["deterministic"]:
+    if profile["deterministic"]:
         from helpers.runtime.determinism import set_determinism
 
         set_determinism(0)  # before TensorFlow runs an op: its thread pools are fixed then
@@ -199,7 +203,7 @@ def start(notebook: str, **params) -> Context:
     print(f"Data: {data.source.label()} — {len(data.train_images)} training and {len(data.test_images)} test images")
     if data.source.is_synthetic:
         print("NOTE: synthetic data — every number below describes the generator, not the competition data.")
-    print(f"Profile: {profile}; seeds: {seeds}; outputs in {reports_dir()}")
+    print(f"Profile: {profile['name']}; seeds: {seeds}; outputs in {reports_dir()}")
     return Context(notebook=notebook, data=data, profile=profile, seeds=seeds, force=force)
 
 

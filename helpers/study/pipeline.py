@@ -124,16 +124,15 @@ def pretrain(workers: int, *, profile: str, data: str, labels: str | None, seeds
     return time.perf_counter() - started
 
 
-def _projection(runs: list[str], seeds: int, profile: str, dataset, workers: int, force: bool,
+def _projection(runs: list[str], seeds: int, profile: dict, dataset, workers: int, force: bool,
                 speed: dict | None = None) -> dict | None:
-    """Print the run's projected training time on this machine (`helpers.run.projection`); None if the probe failed,
-    which is said and does not stop the run."""
-    from helpers.configs.profiles import get_profile
+    """Print the run's projected training time on this machine (`helpers.run.projection`) in `profile` (resolved);
+    None if the probe failed, which is said and does not stop the run."""
     from helpers.run.projection import describe, project
 
     print("projecting the run's time (a short speed probe) ...", flush=True)
     try:
-        projection = project(runs, seeds, get_profile(profile), dataset, workers, force, speed)
+        projection = project(runs, seeds, profile, dataset, workers, force, speed)
     except RuntimeError as exc:
         print(f"projected time: not available ({exc})", flush=True)
         return None
@@ -181,7 +180,8 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
                                   "LABELS_PATH": labels, "REPORTS_DIR": out})
     except ParameterError as exc:
         raise PipelineError(str(exc)) from None
-    profile, seeds, force = typed["PROFILE"], typed["SEEDS"], typed["FORCE"]
+    settings, seeds, force = typed["PROFILE"], typed["SEEDS"], typed["FORCE"]  # the profile checked once, here
+    profile = settings["name"]
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise PipelineError(f"--workers must be a whole number of at least 1, got {workers!r}")
     chosen = notebooks(only)
@@ -218,7 +218,7 @@ def run_pipeline(*, profile: str = "default", data: str | None = None, labels: s
                 workers = backend_choice.default_workers()
         with contextlib.nullcontext() if verbose else held_stderr():
             probed = choice.get("probe")  # the chosen layout's probe, if just taken
-            projection = _projection(runs, seeds, profile, dataset, workers, force,
+            projection = _projection(runs, seeds, settings, dataset, workers, force,
                                      probed if probed and probed["workers"] == workers else None)
         log = out_dir / "progress.log"
         log.write_text("")
