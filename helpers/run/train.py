@@ -449,7 +449,8 @@ def run(name: str, data: MarsData | None = None, profile="default", seed: int = 
     options = options or Options()
     if options.reuse_stale is None:
         options = replace(options, reuse_stale=os.environ.get("MARS_REUSE_STALE") == "1")
-    return _run(plan(name, data, profiles.resolve(profile), seed, overrides), data, options, save_test_set, overrides)
+    run_plan = plan(name, data, profiles.resolve(profile), seed, overrides)
+    return _run(run_plan, data, options, save_test_set, overrides)
 
 
 def _run(run_plan: Plan, data: MarsData, options: Options, save_test_set: bool | None,
