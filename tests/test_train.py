@@ -216,6 +216,19 @@ def test_submission_csv_scores_as_the_record_says(smoke_records, smoke_data):
         assert record["leaderboard"][part]["n_images"] == subset[part]["n_images"]
 
 
+def test_the_row_s_own_run_writes_its_submission_whoever_trains_it_first(smoke_data, isolated_dirs):
+    """A predictor's first member is the row's own run (same key): trained there first (the workers take the
+    longest work first, so "Final Model + flip TTA" can reach it before the row does), it still writes the
+    submitted row's test-set predictions and CSV, which notebook 05 and the Kaggle kernel read."""
+    predictor = train.run("Final Model + flip TTA", smoke_data, "smoke", 0, options=Options(verbose=0))
+    (member,) = predictor["members"]
+    folder = run_dir("Final Model", member["key"])
+    assert (folder / "test_set_predictions.npz").exists() and (folder / "submission.csv").exists()
+    row = train.run("Final Model", smoke_data, "smoke", 0, options=Options(verbose=0))
+    assert row["key"] == member["key"] and row["role"] == "row"
+    read_submission(folder / "submission.csv", n_images=len(smoke_data.test_images))
+
+
 def test_table_renders_from_records_alone(smoke_records, tmp_path):
     runs = tmp_path / "runs"
     for name, record in smoke_records.items():

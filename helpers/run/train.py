@@ -557,8 +557,10 @@ def _run_predictor(run_plan: Plan, data: MarsData, save_test_set: bool, options:
     name, seed, settings = run_plan.name, run_plan.seed, run_plan.settings
     source = experiments.trainer(name)
     member_overrides = {k: v for k, v in (overrides or {}).items() if k != "inference"} or None
+    # save_test_set=None: the role decides, so the row's own run (the first member, role "row") writes the same files
+    # (a submitted entry's test-set predictions and CSV) whichever trains it first, the row or its predictor
     members = [_run(plan(source, data, run_plan.profile, s, member_overrides, Member(of_seed=seed, index=index)), data,
-                    options, save_test_set=False, overrides=member_overrides)
+                    options, save_test_set=None, overrides=member_overrides)
                for index, s in enumerate(experiments.member_seeds(seed, settings["inference"]["members"]))]
     folder, record_path = run_plan.folder, run_plan.folder / "record.json"
     with claims.claimed(folder, wait=options.wait):
