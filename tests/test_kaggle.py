@@ -141,7 +141,7 @@ def test_bundled_kernel_runs_headless_on_a_fake_kaggle_input(bundled, tmp_path, 
     embedded = (output_dir / "mars_helpers" / "helpers").resolve()
     assert Path(summary["helpers_file"]).resolve() == embedded / "__init__.py"
     assert {"helpers.run.train", "helpers.predict.submission", "helpers.kaggle"} <= set(summary["helpers_modules"])
-    assert all(Path(path).resolve().parent == embedded for path in summary["helpers_modules"].values())
+    assert all(Path(path).resolve().is_relative_to(embedded) for path in summary["helpers_modules"].values())
     assert {name: (embedded / name).read_bytes() for name in _repo_package_files()} == _repo_package_files()
     assert summary["profile"] == "smoke" and Path(summary["data"]["path"]) == data_path.resolve()
     assert summary["time_budget"] == {"seconds": 0.001, "stopped": True, "stopped_after_epoch": 1}

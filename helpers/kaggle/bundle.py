@@ -336,10 +336,10 @@ def build_notebook(profile: str = "full", seed: int = 0, model: str = "final", m
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
     import helpers
+    from helpers.configs import profiles
     from helpers.configs.experiments import resolve
-    from helpers.configs.profiles import resolve
     entry, overrides = kernel_run(model, members, tta, self_training)
-    resolve(profile)  # the bundle's profile, checked once; the kernel's run resolves its PROFILE parameter
+    profiles.resolve(profile)  # the bundle's profile, checked once; the kernel's run resolves its PROFILE parameter
     seed = _check_seed(seed)
     archive = package_archive()
     with zipfile.ZipFile(io.BytesIO(archive)) as listing:
