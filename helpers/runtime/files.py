@@ -15,6 +15,15 @@ from pathlib import Path
 
 
 def _umask() -> int:
+    """The process's umask, read from /proc/self/status where Linux shows it, so no write changes it; elsewhere
+    set and restored at once (os.umask is the only portable reader)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
